@@ -1,0 +1,3 @@
+"""Every objective, one paper per file, grouped by family. Importing this package registers them all."""
+
+from alignkit.objectives import preference, reference_free, reward, sft, unpaired  # noqa: F401

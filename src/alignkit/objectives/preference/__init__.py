@@ -1,0 +1,15 @@
+from alignkit.objectives.preference import (  # noqa: F401
+    aot,
+    apo,
+    bco_pair,
+    discopop,
+    dpo,
+    exo,
+    hinge,
+    ipo,
+    nca,
+    robust,
+    rpo,
+    sigmoid_norm,
+    sppo,
+)

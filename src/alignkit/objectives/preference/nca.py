@@ -1,0 +1,32 @@
+"""NCA: noise-contrastive alignment (pairwise form)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objective
+
+
+@pairwise_objective(
+    name="nca_pair",
+    aliases=("nca",),
+    paper="Noise Contrastive Alignment of Language Models with Explicit Rewards",
+    arxiv="2402.05369",
+    f_divergence=False,
+)
+def nca_pair(t: PairTerms, *, beta: float = 0.1) -> Tensor:
+    """Noise Contrastive Alignment of Language Models with Explicit Rewards (NCA, arXiv:2402.05369).
+
+    Optimises absolute rather than relative likelihoods: the chosen response's implicit reward is pushed up in
+    absolute terms, which prevents the chosen likelihood from falling as it can under DPO.
+
+    Formula:
+        r_w = beta * (log pi(y_w) - log ref(y_w)),  r_l = beta * (log pi(y_l) - log ref(y_l))
+        L = -log sigma(r_w) - 0.5 log sigma(-r_w) - 0.5 log sigma(-r_l)
+
+    Hyper-parameters:
+        beta: 0.1 — reward temperature.
+    """
+    r_w, r_l = beta * t.chosen_logratios, beta * t.rejected_logratios
+    return -F.logsigmoid(r_w) - 0.5 * F.logsigmoid(-r_w) - 0.5 * F.logsigmoid(-r_l)

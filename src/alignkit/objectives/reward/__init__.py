@@ -1,0 +1,1 @@
+from alignkit.objectives.reward import bradley_terry  # noqa: F401

@@ -1,0 +1,1 @@
+from alignkit.objectives.sft import sft  # noqa: F401

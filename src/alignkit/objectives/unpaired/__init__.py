@@ -1,0 +1,1 @@
+from alignkit.objectives.unpaired import bco, kto  # noqa: F401

@@ -1,0 +1,276 @@
+"""The registry: every component alignkit holds — objectives, metrics, decoders, merge methods, data rules,
+optimizers, recipes — with its paper, arXiv id, defaults and what it needs.
+
+An objective is registered by decorating a pure function ``fn(batch, *, hp1=default1, ...) -> LossOutput``::
+
+    @register_objective(name="dpo", aliases=("sigmoid",), family="preference", paper="...", arxiv="2305.18290")
+    def dpo(batch: PreferenceBatch, *, beta: float = 0.1) -> LossOutput:
+        '''Direct Preference Optimization ... (arXiv:2305.18290)
+
+        Formula:
+            L = -log sigma(beta * ((log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))))
+        '''
+
+The keyword defaults of ``fn`` are the paper's defaults and become ``obj.defaults``; the ``Formula:`` block of
+the docstring becomes ``obj.formula``. Nothing is stated twice.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import textwrap
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("objective", "metric", "decoder", "merge", "data_rule", "optimizer", "recipe", "diagnostic")
+
+_REGISTRY: dict[str, Component] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def _docstring_section(doc: str, header: str) -> str:
+    """The indented block under ``header:`` in a docstring ('' if absent)."""
+    lines = textwrap.dedent(doc).splitlines()
+    out: list[str] = []
+    inside = False
+    for line in lines:
+        if line.strip() == f"{header}:":
+            inside = True
+            continue
+        if inside:
+            if line.strip() and not line.startswith((" ", "\t")):
+                break
+            out.append(line)
+    return textwrap.dedent("\n".join(out)).strip()
+
+
+@dataclass
+class Component:
+    """A registered thing with provenance. Subclasses add behaviour (``Objective`` is callable)."""
+
+    name: str
+    kind: str
+    fn: Callable[..., Any]
+    paper: str
+    arxiv: str
+    family: str = ""
+    aliases: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    summary: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def formula(self) -> str:
+        return _docstring_section(inspect.getdoc(self.fn) or "", "Formula")
+
+    @property
+    def doc(self) -> str:
+        return inspect.getdoc(self.fn) or ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "kind": self.kind,
+            "family": self.family,
+            "tags": list(self.tags),
+            "paper": self.paper,
+            "arxiv": self.arxiv,
+            "summary": self.summary,
+            "defaults": {k: _jsonable(v) for k, v in self.defaults.items()},
+        }
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    return repr(v)
+
+
+@dataclass
+class Objective(Component):
+    """A training objective: ``obj(batch, **hyper_parameters) -> LossOutput``.
+
+    ``needs_reference``: the objective reads reference log-probs (the engine runs/caches a reference model).
+    ``aggregation``: how it aggregates token log-probs into a sequence score — ``"sum"`` or per-token ``"mean"``.
+    ``batch_type``: which batch it takes (``PreferenceBatch``, ``UnpairedBatch``, ``SFTBatch``, ``RewardBatch``).
+    ``requires``: optional extra batch fields it reads (e.g. ``chosen_log_sum_sq_probs`` with WPO weighting).
+    """
+
+    needs_reference: bool = True
+    aggregation: str = "sum"
+    batch_type: type | None = None
+
+    def resolve(self, **overrides: Any) -> dict[str, Any]:
+        unknown = sorted(set(overrides) - set(self.defaults))
+        if unknown:
+            raise TypeError(
+                f"objective {self.name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
+                f"it takes: {', '.join(sorted(self.defaults)) or '(none)'}"
+            )
+        return {**self.defaults, **overrides}
+
+    def __call__(self, batch: Any, **hyper_parameters: Any) -> Any:
+        if self.batch_type is not None and not isinstance(batch, self.batch_type):
+            raise TypeError(
+                f"objective {self.name!r} takes a {self.batch_type.__name__}, got {type(batch).__name__}"
+            )
+        return self.fn(batch, **self.resolve(**hyper_parameters))
+
+    def requires_fields(self, **hyper_parameters: Any) -> tuple[str, ...]:
+        """Extra per-token fields the engine must supply for these hyper-parameters."""
+        hp = self.resolve(**hyper_parameters)
+        need: list[str] = []
+        if hp.get("use_weighting"):
+            need += ["chosen_log_sum_sq_probs", "rejected_log_sum_sq_probs"]
+        return tuple(need)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d.update(
+            needs_reference=self.needs_reference,
+            aggregation=self.aggregation,
+            batch_type=self.batch_type.__name__ if self.batch_type else None,
+        )
+        return d
+
+
+def _defaults_of(fn: Callable[..., Any]) -> dict[str, Any]:
+    sig = inspect.signature(fn)
+    return {
+        p.name: p.default
+        for p in sig.parameters.values()
+        if p.kind == inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+    }
+
+
+def add(component: Component) -> Component:
+    """Put a component in the registry; names and aliases share one namespace and must be unique."""
+    if component.kind not in KINDS:
+        raise ValueError(f"unknown kind {component.kind!r}; kinds are {KINDS}")
+    for key in (component.name, *component.aliases):
+        owner = _ALIASES.get(key)
+        if owner is not None and owner != component.name:
+            raise ValueError(f"name {key!r} is already registered by {owner!r}")
+    _REGISTRY[component.name] = component
+    for key in (component.name, *component.aliases):
+        _ALIASES[key] = component.name
+    return component
+
+
+def register(
+    *,
+    name: str,
+    kind: str,
+    paper: str,
+    arxiv: str,
+    family: str = "",
+    aliases: Iterable[str] = (),
+    tags: Iterable[str] = (),
+    summary: str = "",
+) -> Callable[[Callable[..., Any]], Component]:
+    """Register a non-objective component (metric, decoder, merge method, data rule, optimizer, recipe)."""
+
+    def deco(fn: Callable[..., Any]) -> Component:
+        return add(
+            Component(
+                name=name,
+                kind=kind,
+                fn=fn,
+                paper=paper,
+                arxiv=arxiv,
+                family=family,
+                aliases=tuple(aliases),
+                tags=tuple(tags),
+                summary=summary or _first_line(fn),
+                defaults=_defaults_of(fn),
+            )
+        )
+
+    return deco
+
+
+def _first_line(fn: Callable[..., Any]) -> str:
+    doc = inspect.getdoc(fn) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def register_objective(
+    *,
+    name: str,
+    paper: str,
+    arxiv: str,
+    family: str = "preference",
+    aliases: Iterable[str] = (),
+    tags: Iterable[str] = (),
+    needs_reference: bool = True,
+    aggregation: str = "sum",
+    batch_type: type | None = None,
+    summary: str = "",
+    defaults: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., Any]], Objective]:
+    """Register a pure objective function. Its keyword defaults (or ``defaults``) are the paper's defaults."""
+    if aggregation not in ("sum", "mean"):
+        raise ValueError(f"aggregation must be 'sum' or 'mean', got {aggregation!r}")
+
+    def deco(fn: Callable[..., Any]) -> Objective:
+        obj = Objective(
+            name=name,
+            kind="objective",
+            fn=fn,
+            paper=paper,
+            arxiv=arxiv,
+            family=family,
+            aliases=tuple(aliases),
+            tags=tuple(tags),
+            summary=summary or _first_line(fn),
+            defaults=dict(defaults) if defaults is not None else _defaults_of(fn),
+            needs_reference=needs_reference,
+            aggregation=aggregation,
+            batch_type=batch_type,
+        )
+        add(obj)
+        return obj
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    # Importing the component packages registers them.
+    import alignkit.objectives  # noqa: F401
+
+
+def get(name: str) -> Component:
+    """A component by name or alias. Unknown names raise ``KeyError`` listing close matches."""
+    _ensure_loaded()
+    key = _ALIASES.get(name)
+    if key is None:
+        close = difflib.get_close_matches(name, list(_ALIASES), n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise KeyError(f"no component named {name!r}{hint} (see `alignkit list`)")
+    return _REGISTRY[key]
+
+
+def list_components(
+    kind: str | None = None, family: str | None = None, tag: str | None = None
+) -> list[Component]:
+    _ensure_loaded()
+    out = [
+        c
+        for c in _REGISTRY.values()
+        if (kind is None or c.kind == kind)
+        and (family is None or c.family == family)
+        and (tag is None or tag in c.tags)
+    ]
+    return sorted(out, key=lambda c: (c.kind, c.family, c.name))
+
+
+def list_objectives(family: str | None = None, tag: str | None = None) -> list[Objective]:
+    return list_components(kind="objective", family=family, tag=tag)  # type: ignore[return-value]
