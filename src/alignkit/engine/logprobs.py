@@ -1,0 +1,257 @@
+"""Per-token log-probs of completion tokens, without ever materialising a ``[B, T, V]`` logits tensor.
+
+The backbone runs once to hidden states; only the rows whose *next* token is a completion token go through the
+LM head, in row tiles so the ``[N, V]`` logits stay bounded, and each log-prob is ``gather - logsumexp``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from alignkit.engine._progress import make_progress
+
+# Rows x vocabulary of one LM-head tile (fp32 logits): 2**25 elements = 128 MiB.
+_TILE_ELEMENTS = 2**25
+
+
+@dataclass
+class TokenLogps:
+    """Per-token log-probs aligned with ``input_ids[:, 1:]``: position ``t`` scores token ``t + 1``.
+
+    ``logps`` is zero off ``mask``; ``log_sum_sq`` (``log sum_v p_v^2``, WPO's weight) is ``None`` unless asked.
+    """
+
+    logps: Tensor  # (B, L-1) float32
+    mask: Tensor  # (B, L-1) float32, 1 on scored completion tokens
+    log_sum_sq: Tensor | None = None  # (B, L-1) or None
+
+    def sums(self) -> Tensor:
+        """Summed log-probs per row, accumulated in fp64: ``(B,)`` float64."""
+        return (self.logps.double() * self.mask.double()).sum(-1)
+
+    def lengths(self) -> Tensor:
+        return self.mask.sum(-1)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The underlying ``PreTrainedModel`` (through DDP / peft / accelerate wrappers)."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):  # DDP, FSDP-like wrappers
+            model = model.module
+        elif hasattr(model, "get_base_model"):  # peft: adapters are injected in place
+            model = model.get_base_model()
+        else:
+            return model
+
+
+def _backbone_and_head(model: nn.Module) -> tuple[nn.Module | None, nn.Module]:
+    base = unwrap_model(model)
+    head = base.get_output_embeddings()
+    if head is None:
+        raise TypeError(f"{type(base).__name__} has no output embeddings (LM head); is it a causal LM?")
+    decoder = None
+    if hasattr(base, "get_decoder"):
+        try:
+            decoder = base.get_decoder()
+        except (AttributeError, NotImplementedError):
+            decoder = None
+    if decoder is base:
+        decoder = None
+    return decoder, head
+
+
+def _logit_transform(model: nn.Module) -> tuple[float | None, float | None]:
+    cfg = getattr(unwrap_model(model), "config", None)
+    scale = getattr(cfg, "logit_scale", None)
+    softcap = getattr(cfg, "final_logit_softcapping", None)
+    return (float(scale) if isinstance(scale, (int, float)) else None, softcap)
+
+
+def _tile(
+    hidden: Tensor,
+    targets: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    scale: float | None,
+    softcap: float | None,
+    with_log_sum_sq: bool,
+) -> tuple[Tensor, Tensor]:
+    logits = nn.functional.linear(hidden, weight, bias).float()
+    if scale is not None:
+        logits = logits * scale
+    if softcap is not None:
+        logits = torch.tanh(logits / softcap) * softcap
+    lse = torch.logsumexp(logits, dim=-1)
+    lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
+    if with_log_sum_sq:
+        lss = torch.logsumexp(2.0 * logits, dim=-1) - 2.0 * lse
+    else:
+        lss = lp.new_zeros(())
+    return lp, lss
+
+
+def completion_logps(
+    model: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    completion_mask: Tensor,
+    *,
+    position_ids: Tensor | None = None,
+    with_log_sum_sq: bool = False,
+) -> TokenLogps:
+    """Log-probs of the completion tokens of ``input_ids`` under ``model`` (gradients flow when enabled).
+
+    ``completion_mask`` (B, L) is 1 on completion tokens; the result is aligned with ``input_ids[:, 1:]``.
+    Works with any ``AutoModelForCausalLM`` exposing ``get_decoder()`` / ``get_output_embeddings()`` (falls back
+    to a full forward otherwise), with peft LoRA models (adapters live in the backbone) and through DDP.
+    """
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be (B, L); got shape {tuple(input_ids.shape)}")
+    if completion_mask.shape != input_ids.shape or attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask {tuple(attention_mask.shape)} and completion_mask {tuple(completion_mask.shape)} "
+            f"must match input_ids {tuple(input_ids.shape)}"
+        )
+    target_mask = completion_mask[:, 1:].bool() & attention_mask[:, 1:].bool()
+    b, length = input_ids.shape
+    # Trailing columns where no row scores a token need no forward.
+    scored_cols = target_mask.any(0).nonzero()
+    last = int(scored_cols.max().item()) + 2 if scored_cols.numel() else 1
+    ids, att = input_ids[:, :last], attention_mask[:, :last]
+    pos = position_ids[:, :last] if position_ids is not None else None
+    decoder, head = _backbone_and_head(model)
+    if decoder is not None:
+        hidden = decoder(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=False)[0]
+        hidden = hidden[:, :-1]
+    else:  # no separable backbone: a full forward (materialises logits; rare)
+        hidden = None
+        logits_full = model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=False).logits
+    tmask = target_mask[:, : last - 1]
+    targets = input_ids[:, 1:last][tmask]
+    out = torch.zeros(b, length - 1, dtype=torch.float32, device=input_ids.device)
+    lss_out = torch.zeros_like(out) if with_log_sum_sq else None
+    if targets.numel():
+        if hidden is not None:
+            rows = hidden[tmask]
+            weight = head.weight
+            bias = getattr(head, "bias", None)
+            scale, softcap = _logit_transform(model)
+            tile = max(1, _TILE_ELEMENTS // max(1, weight.shape[0]))
+            lps, lsss = [], []
+            many = rows.shape[0] > tile and torch.is_grad_enabled()
+            for s in range(0, rows.shape[0], tile):
+                args = (
+                    rows[s : s + tile],
+                    targets[s : s + tile],
+                    weight,
+                    bias,
+                    scale,
+                    softcap,
+                    with_log_sum_sq,
+                )
+                if many:  # recompute the tile's logits in backward instead of keeping N x V alive
+                    lp, lss = checkpoint(_tile, *args, use_reentrant=False)
+                else:
+                    lp, lss = _tile(*args)
+                lps.append(lp)
+                lsss.append(lss)
+            lp_all = torch.cat(lps)
+            lss_all = torch.cat(lsss) if with_log_sum_sq else None
+        else:
+            sel = logits_full[:, :-1][tmask].float()
+            lse = torch.logsumexp(sel, -1)
+            lp_all = sel.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
+            lss_all = torch.logsumexp(2 * sel, -1) - 2 * lse if with_log_sum_sq else None
+        full_mask = torch.zeros(b, length - 1, dtype=torch.bool, device=input_ids.device)
+        full_mask[:, : last - 1] = tmask
+        out = out.masked_scatter(full_mask, lp_all)
+        if with_log_sum_sq:
+            lss_out = lss_out.masked_scatter(full_mask, lss_all)
+    return TokenLogps(logps=out, mask=target_mask.float(), log_sum_sq=lss_out)
+
+
+def pad_right(seqs: list[list[int]], pad: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """Right-pad token lists into ``(ids, attention_mask)``."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    att = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        att[i, : len(s)] = 1
+    return ids.to(device), att.to(device)
+
+
+def join(
+    prompt_ids: list[list[int]],
+    completion_ids: list[list[int]],
+    pad_token_id: int,
+    device: torch.device | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Join separately tokenised prompts and completions: ``(input_ids, attention_mask, completion_mask)``."""
+    seqs = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    ids, att = pad_right(seqs, pad_token_id, device)
+    comp = torch.zeros_like(att)
+    for i, (p, c) in enumerate(zip(prompt_ids, completion_ids, strict=True)):
+        comp[i, len(p) : len(p) + len(c)] = 1
+    return ids, att, comp
+
+
+def model_device(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+@torch.no_grad()
+def sequence_logps(
+    model: nn.Module,
+    prompt_ids: list[list[int]],
+    completion_ids: list[list[int]],
+    *,
+    batch_size: int = 64,
+    pad_token_id: int = 0,
+    progress: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Summed log-probs ``log pi(completion | prompt)`` per pair, ``(sums float64 (N,), lengths (N,))``.
+
+    Prompts must be non-empty (the first completion token needs a context). Rows are length-sorted into
+    batches to limit padding; results come back in input order.
+    """
+    if len(prompt_ids) != len(completion_ids):
+        raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
+    for i, (p, c) in enumerate(zip(prompt_ids, completion_ids, strict=True)):
+        if len(p) == 0:
+            raise ValueError(
+                f"prompt {i} is empty: the first completion token needs at least one prompt token"
+            )
+        if len(c) == 0:
+            raise ValueError(f"completion {i} is empty: nothing to score")
+    n = len(prompt_ids)
+    sums = torch.zeros(n, dtype=torch.float64)
+    lengths = torch.zeros(n, dtype=torch.long)
+    if n == 0:
+        return sums, lengths
+    device = model_device(model)
+    order = sorted(range(n), key=lambda i: len(prompt_ids[i]) + len(completion_ids[i]))
+    was_training = model.training
+    model.eval()
+    try:
+        with make_progress(disable=not progress) as bar:
+            task = bar.add_task("scoring", total=n)
+            for s in range(0, n, batch_size):
+                idx = order[s : s + batch_size]
+                ids, att, comp = join(
+                    [prompt_ids[i] for i in idx], [completion_ids[i] for i in idx], pad_token_id, device
+                )
+                tl = completion_logps(model, ids, att, comp)
+                sums[idx] = tl.sums().cpu()
+                lengths[idx] = tl.mask.sum(-1).long().cpu()
+                bar.advance(task, len(idx))
+    finally:
+        model.train(was_training)
+    return sums, lengths
