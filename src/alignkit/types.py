@@ -95,8 +95,10 @@ def _side_from_tokens(name: str, tokens: Tensor, mask: Tensor | None) -> _Side:
 
 
 def _ref_side(name: str, tokens: Tensor | None, mask: Tensor | None, like: _Side) -> _Side | None:
+    """Reference log-probs are constants: detached here, so no gradient can ever reach the reference model."""
     if tokens is None:
         return None
+    tokens = tokens.detach()
     if tokens.dim() == 1:  # sequence-level reference sums
         _check_1d(name, tokens, like.seq.shape[0])
         _check_logps(name, tokens)
@@ -207,8 +209,8 @@ class PreferenceBatch:
         if ref_chosen is not None:
             _check_1d("ref_chosen_logps", ref_chosen, b)
             _check_1d("ref_rejected_logps", ref_rejected, b)
-            self.ref_chosen = _side_from_seq("ref_chosen_logps", ref_chosen, chosen_lengths)
-            self.ref_rejected = _side_from_seq("ref_rejected_logps", ref_rejected, rejected_lengths)
+            self.ref_chosen = _side_from_seq("ref_chosen_logps", ref_chosen.detach(), chosen_lengths)
+            self.ref_rejected = _side_from_seq("ref_rejected_logps", ref_rejected.detach(), rejected_lengths)
         self.chosen_logps = self.rejected_logps = self.chosen_mask = self.rejected_mask = None
         self.ref_chosen_logps = self.ref_rejected_logps = None
         self.chosen_log_sum_sq_probs = self.rejected_log_sum_sq_probs = None
@@ -293,6 +295,8 @@ class UnpairedBatch:
         for name in ("kl_logps", "ref_kl_logps"):
             value = getattr(self, name)
             if value is not None:
+                value = value.detach()  # the KL reference point carries no gradient (KTO, Eq. 7)
+                setattr(self, name, value)
                 _check_logps(name, value)
                 if value.dim() != 1:
                     raise ValueError(
@@ -315,7 +319,7 @@ class UnpairedBatch:
         self.ref = None
         if ref_logps is not None:
             _check_1d("ref_logps", ref_logps, self.side.seq.shape[0])
-            self.ref = _side_from_seq("ref_logps", ref_logps, lengths)
+            self.ref = _side_from_seq("ref_logps", ref_logps.detach(), lengths)
         self.logps = self.mask = None
         self.ref_logps = ref_logps
         self.labels, self.kl_logps, self.ref_kl_logps = labels, kl_logps, ref_kl_logps
