@@ -68,9 +68,14 @@ def _check_1d(name: str, value: Tensor, batch: int) -> None:
         raise ValueError(f"{name} must have shape ({batch},); got {tuple(value.shape)}")
 
 
+def masked(values: Tensor, mask: Tensor) -> Tensor:
+    """``values`` where ``mask`` is set, 0 elsewhere — a NaN or inf on padding cannot leak into sums or gradients."""
+    return torch.where(mask.bool(), values, torch.zeros((), dtype=values.dtype, device=values.device))
+
+
 def masked_sum(values: Tensor, mask: Tensor) -> Tensor:
-    """Sum over the last axis where ``mask`` is 1, accumulated in fp64 and cast back (keeps fast paths equal)."""
-    return (values.double() * mask.double()).sum(-1).to(values.dtype)
+    """Sum over the last axis where ``mask`` is non-zero (weighted by it), accumulated in fp64 and cast back."""
+    return (masked(values, mask).double() * mask.double()).sum(-1).to(values.dtype)
 
 
 @dataclass
@@ -91,7 +96,7 @@ def _side_from_tokens(name: str, tokens: Tensor, mask: Tensor | None) -> _Side:
     _check_mask(mask_name, mask, tokens, name)
     mask = mask.to(tokens.dtype)
     _check_logps(name, tokens, mask)
-    return _Side(tokens=tokens * mask, mask=mask, seq=masked_sum(tokens, mask), lengths=mask.sum(-1))
+    return _Side(tokens=masked(tokens, mask), mask=mask, seq=masked_sum(tokens, mask), lengths=mask.sum(-1))
 
 
 def _ref_side(name: str, tokens: Tensor | None, mask: Tensor | None, like: _Side) -> _Side | None:
@@ -110,7 +115,7 @@ def _ref_side(name: str, tokens: Tensor | None, mask: Tensor | None, like: _Side
         )
     m = like.mask if mask is None else mask.to(tokens.dtype)
     _check_logps(name, tokens, m)
-    return _Side(tokens=tokens * m, mask=m, seq=masked_sum(tokens, m), lengths=like.lengths)
+    return _Side(tokens=masked(tokens, m), mask=m, seq=masked_sum(tokens, m), lengths=like.lengths)
 
 
 def _side_from_seq(name: str, seq: Tensor, lengths: Tensor | None, batch: int | None = None) -> _Side:

@@ -7,7 +7,9 @@ import torch
 import alignkit as ak
 
 
-def token_inputs(b: int = 4, t: int = 7, seed: int = 0, dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
+def token_inputs(
+    b: int = 4, t: int = 7, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
 
     def lp() -> torch.Tensor:
@@ -32,7 +34,14 @@ def token_inputs(b: int = 4, t: int = 7, seed: int = 0, dtype: torch.dtype = tor
 
 
 def preference_batch(x: dict[str, torch.Tensor], with_lss: bool = False) -> ak.PreferenceBatch:
-    keys = ["chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps", "chosen_mask", "rejected_mask"]
+    keys = [
+        "chosen_logps",
+        "rejected_logps",
+        "ref_chosen_logps",
+        "ref_rejected_logps",
+        "chosen_mask",
+        "rejected_mask",
+    ]
     if with_lss:
         keys += ["chosen_log_sum_sq_probs", "rejected_log_sum_sq_probs"]
     return ak.PreferenceBatch(**{k: x[k] for k in keys})

@@ -40,8 +40,9 @@ def _compare(loss_type, beta, hp, seed=0, dtype=torch.float64, with_lss=False, *
     if "discopop_tau" in trl_hp:
         trl_hp["discopop_tau"] = hp["discopop_tau"]
     lss = {"lss_c": x["chosen_log_sum_sq_probs"], "lss_r": x["rejected_log_sum_sq_probs"]} if with_lss else {}
-    ref_loss, ref_metrics = trl_dpo_loss(loss_type, *args, x["chosen_mask"], x["rejected_mask"], beta=beta,
-                                         **trl_hp, **modifiers, **lss)
+    ref_loss, ref_metrics = trl_dpo_loss(
+        loss_type, *args, x["chosen_mask"], x["rejected_mask"], beta=beta, **trl_hp, **modifiers, **lss
+    )
     obj = ak.get(loss_type)
     ours_hp = {k: v for k, v in hp.items() if k in obj.defaults}
     if obj.name == "sft":
@@ -63,8 +64,14 @@ def _compare(loss_type, beta, hp, seed=0, dtype=torch.float64, with_lss=False, *
 def test_dpo_trainer_loss_types(loss_type, beta):
     out, trl_metrics = _compare(loss_type, beta, DPO_TYPES[loss_type], seed=int(beta * 10))
     if loss_type != "sft":
-        for name in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
-                     "logps/rejected"):
+        for name in (
+            "rewards/chosen",
+            "rewards/rejected",
+            "rewards/margins",
+            "rewards/accuracies",
+            "logps/chosen",
+            "logps/rejected",
+        ):
             assert out.metrics[name] == pytest.approx(trl_metrics[name], abs=1e-6), name
 
 
@@ -78,8 +85,15 @@ def test_f_divergences(loss_type, f_div):
 def test_alpha_divergence(coef):
     # TRL's alpha-divergence clamps by dtype and only knows fp16/bf16/fp32, so this runs in fp32.
     x_type = torch.float32
-    out, _ = _compare("sigmoid", 0.1, {}, seed=4, dtype=x_type, f_divergence_type="alpha_divergence",
-                      f_alpha_divergence_coef=coef)
+    out, _ = _compare(
+        "sigmoid",
+        0.1,
+        {},
+        seed=4,
+        dtype=x_type,
+        f_divergence_type="alpha_divergence",
+        f_alpha_divergence_coef=coef,
+    )
     assert torch.isfinite(out.loss)
 
 
@@ -98,8 +112,9 @@ def test_weighted_mix_matches_trl_multi_loss():
     """TRL's loss_type=["sigmoid", "sft"] with loss_weights = ak.combine (RPO's Appendix-F / TRL form)."""
     x = token_inputs(b=4, t=6, seed=7)
     args = [x[k] for k in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")]
-    ref_loss, _ = trl_dpo_loss(["sigmoid", "sft"], *args, x["chosen_mask"], x["rejected_mask"], beta=0.2,
-                               loss_weights=[1.0, 0.3])
+    ref_loss, _ = trl_dpo_loss(
+        ["sigmoid", "sft"], *args, x["chosen_mask"], x["rejected_mask"], beta=0.2, loss_weights=[1.0, 0.3]
+    )
     mix = ak.combine([("dpo", 1.0), ("sft", 0.3)])
     out = mix(preference_batch(x), beta=0.2)
     torch.testing.assert_close(out.loss, ref_loss, **TOL)
@@ -122,10 +137,27 @@ def test_kto_trainer(loss_type, weights):
     logps = lp().requires_grad_()
     ref, kl, ref_kl = lp(), lp(), lp()
     labels = torch.tensor([1, 0, 1, 1, 0, 0])
-    ref_loss, trl_metrics = trl_kto_loss(loss_type, logps, ref, labels, mask, kl, ref_kl, mask, beta=0.2,
-                                         desirable_weight=weights[0], undesirable_weight=weights[1])
-    batch = ak.UnpairedBatch(logps=logps, mask=mask, labels=labels.bool(), ref_logps=ref,
-                             kl_logps=kl.sum(-1), ref_kl_logps=ref_kl.sum(-1))
+    ref_loss, trl_metrics = trl_kto_loss(
+        loss_type,
+        logps,
+        ref,
+        labels,
+        mask,
+        kl,
+        ref_kl,
+        mask,
+        beta=0.2,
+        desirable_weight=weights[0],
+        undesirable_weight=weights[1],
+    )
+    batch = ak.UnpairedBatch(
+        logps=logps,
+        mask=mask,
+        labels=labels.bool(),
+        ref_logps=ref,
+        kl_logps=kl.sum(-1),
+        ref_kl_logps=ref_kl.sum(-1),
+    )
     out = ak.get(loss_type)(batch, beta=0.2, desirable_weight=weights[0], undesirable_weight=weights[1])
     torch.testing.assert_close(out.loss, ref_loss, **TOL)
     torch.testing.assert_close(grads(out.loss, logps)[0], grads(ref_loss, logps)[0], **TOL)

@@ -115,13 +115,29 @@ def trl_dpo_loss(
         args=types.SimpleNamespace(discopop_tau=discopop_tau, gradient_checkpointing_kwargs=None),
     )
     self.model = policy
-    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "completion_mask": completion_mask}
+    inputs = {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "completion_mask": completion_mask,
+    }
     loss = DPOTrainer._compute_loss(self, policy, inputs, return_outputs=False)
     return loss, {k: v[-1] for k, v in self._metrics["train"].items()}
 
 
-def trl_kto_loss(loss_type, logps, ref_logps, labels, mask, kl_logps, ref_kl_logps, kl_mask, *, beta=0.1,
-                 desirable_weight=1.0, undesirable_weight=1.0):
+def trl_kto_loss(
+    loss_type,
+    logps,
+    ref_logps,
+    labels,
+    mask,
+    kl_logps,
+    ref_kl_logps,
+    kl_mask,
+    *,
+    beta=0.1,
+    desirable_weight=1.0,
+    undesirable_weight=1.0,
+):
     """TRL KTOTrainer._compute_loss on per-token log-probs; the KL pass is served from kl_logps (N, T)."""
     n, t = logps.shape
     input_ids = torch.zeros(n, t + 1, dtype=torch.long)
@@ -129,8 +145,12 @@ def trl_kto_loss(loss_type, logps, ref_logps, labels, mask, kl_logps, ref_kl_log
     cm = torch.cat([torch.zeros(n, 1), mask.float()], dim=1).long()
     klm = torch.cat([torch.zeros(n, 1), kl_mask.float()], dim=1).long()
     calculate_kl = loss_type == "kto"
-    policy = _FakeLM({id(input_ids): {"log_probs": logps * mask}, id(kl_ids): {"log_probs": kl_logps * kl_mask}})
-    ref = _FakeLM({id(input_ids): {"log_probs": ref_logps * mask}, id(kl_ids): {"log_probs": ref_kl_logps * kl_mask}})
+    policy = _FakeLM(
+        {id(input_ids): {"log_probs": logps * mask}, id(kl_ids): {"log_probs": kl_logps * kl_mask}}
+    )
+    ref = _FakeLM(
+        {id(input_ids): {"log_probs": ref_logps * mask}, id(kl_ids): {"log_probs": ref_kl_logps * kl_mask}}
+    )
     self = _base(
         KTOTrainer,
         loss_type=loss_type,
@@ -156,11 +176,18 @@ def trl_kto_loss(loss_type, logps, ref_logps, labels, mask, kl_logps, ref_kl_log
     return loss, {k: v[-1] for k, v in self._metrics["train"].items()}
 
 
-def trl_cpo_losses(loss_type, chosen_logps, rejected_logps, *, beta=0.1, label_smoothing=0.0, simpo_gamma=0.5,
-                   alpha=0.0):
+def trl_cpo_losses(
+    loss_type, chosen_logps, rejected_logps, *, beta=0.1, label_smoothing=0.0, simpo_gamma=0.5, alpha=0.0
+):
     """TRL CPOTrainer.cpo_loss on sequence log-probs (sum, or average for simpo/alphapo)."""
-    self = _base(CPOTrainer, loss_type=loss_type, beta=beta, label_smoothing=label_smoothing,
-                 simpo_gamma=simpo_gamma, alpha=alpha)
+    self = _base(
+        CPOTrainer,
+        loss_type=loss_type,
+        beta=beta,
+        label_smoothing=label_smoothing,
+        simpo_gamma=simpo_gamma,
+        alpha=alpha,
+    )
     return CPOTrainer.cpo_loss(self, chosen_logps, rejected_logps)
 
 
@@ -175,7 +202,9 @@ def trl_reward_loss(chosen_rewards, rejected_rewards, margin=None, center_reward
     def model(**_):
         return types.SimpleNamespace(logits=logits)
 
-    self = _base(RewardTrainer, args=types.SimpleNamespace(center_rewards_coefficient=center_rewards_coefficient))
+    self = _base(
+        RewardTrainer, args=types.SimpleNamespace(center_rewards_coefficient=center_rewards_coefficient)
+    )
     inputs = {"attention_mask": torch.ones(logits.shape[0], 3, dtype=torch.long)}
     if margin is not None:
         inputs["margin"] = margin

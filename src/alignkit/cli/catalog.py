@@ -18,6 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--family", help="only this family (e.g. preference, sft, reward)")
     p.add_argument("--tag", help="only components with this tag (e.g. reference-free, unpaired)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (the README's catalogue)")
     p.set_defaults(func=run_list)
 
     e = sub.add_parser("explain", help="show a component's formula, paper, hyper-parameters and a snippet")
@@ -29,6 +30,9 @@ def run_list(args: argparse.Namespace) -> int:
     items = list_components(kind=args.kind, family=args.family, tag=args.tag)
     if args.json:
         print(json.dumps([c.to_dict() for c in items], indent=2))
+        return 0
+    if args.markdown:
+        print(registry_markdown(items))
         return 0
     table = Table(title=f"alignkit components ({len(items)})")
     for col in ("name", "kind", "family", "aliases", "paper", "arXiv", "ref", "agg"):
@@ -47,6 +51,24 @@ def run_list(args: argparse.Namespace) -> int:
         )
     Console().print(table)
     return 0
+
+
+def registry_markdown(items: list | None = None) -> str:
+    """The catalogue as a Markdown table; the README embeds it and a test keeps the two equal."""
+    items = list_components() if items is None else items
+    rows = [
+        "| name | kind | family | aliases | paper | arXiv | reference | aggregation |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in items:
+        is_obj = isinstance(c, Objective)
+        ref = ("yes" if c.needs_reference else "no") if is_obj else ""
+        agg = c.aggregation if is_obj else ""
+        aliases = ", ".join(f"`{a}`" for a in c.aliases)
+        rows.append(
+            f"| `{c.name}` | {c.kind} | {c.family} | {aliases} | {c.paper} | {c.arxiv} | {ref} | {agg} |"
+        )
+    return "\n".join(rows)
 
 
 def snippet(c: Objective) -> str:

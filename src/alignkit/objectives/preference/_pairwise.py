@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from alignkit.registry import Objective, register_objective
-from alignkit.types import LossOutput, PreferenceBatch, masked_sum
+from alignkit.types import LossOutput, PreferenceBatch, masked, masked_sum
 
 F_DIVERGENCES = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
 
@@ -145,7 +145,7 @@ def wpo_weights(batch: PreferenceBatch) -> Tensor:
             (batch.chosen, batch.chosen_log_sum_sq_probs),
             (batch.rejected, batch.rejected_log_sum_sq_probs),
         ):
-            aligned = (side.tokens - lss) * side.mask
+            aligned = masked(side.tokens - lss, side.mask)
             weights.append(torch.exp(aligned.sum(-1) / side.lengths.clamp_min(1)))
     return weights[0] * weights[1]
 
