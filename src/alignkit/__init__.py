@@ -17,6 +17,7 @@ from alignkit.registry import (
     register,
     register_objective,
 )
+from alignkit.train import TrainConfig, TrainResult, train  # noqa: E402  (after the objective API it uses)
 from alignkit.types import LossOutput, PreferenceBatch, RewardBatch, SFTBatch, UnpairedBatch
 
 __version__ = "0.1.0"
@@ -28,6 +29,8 @@ __all__ = [
     "PreferenceBatch",
     "RewardBatch",
     "SFTBatch",
+    "TrainConfig",
+    "TrainResult",
     "UnpairedBatch",
     "combine",
     "get",
@@ -35,4 +38,5 @@ __all__ = [
     "list_objectives",
     "register",
     "register_objective",
+    "train",
 ]

@@ -1,0 +1,398 @@
+"""Validate and tokenise rows into token-id examples for one training mode.
+
+Formats (TRL's):
+
+* paired: ``prompt``/``chosen``/``rejected`` (strings or lists of ``{"role", "content"}`` messages; without
+  ``prompt`` the shared prefix of chosen and rejected is the prompt), or pre-tokenised
+  ``prompt_ids``/``chosen_ids``/``rejected_ids``;
+* unpaired: ``prompt``/``completion``/``label`` or ``prompt_ids``/``completion_ids``/``label`` (paired rows are
+  also accepted: chosen becomes a desirable and rejected an undesirable example, as TRL does);
+* sft: ``text``, ``messages`` (last message is the completion), ``prompt``/``completion``, pre-tokenised
+  ``prompt_ids``/``completion_ids``, or paired rows (prompt + chosen);
+* online: ``prompt`` or ``prompt_ids``.
+
+Prompt and completion are tokenised separately and joined, so no token straddles the boundary. A prompt longer
+than its budget is an error (never silently cut); sequences longer than ``max_length`` are truncated
+(``keep_start``: the completion's end is cut; ``keep_end``: the prompt's start is cut, keeping at least one
+prompt token) and counted.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from alignkit.data.loading import Record, load_records
+
+MODES = ("sft", "paired", "unpaired", "online")
+
+
+class DataError(ValueError):
+    """Bad rows, each named by file, row number and field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        super().__init__(
+            f"{len(problems)} bad row(s) in the training data (pass skip_bad_rows / --skip-bad-rows to skip "
+            f"them with a warning):\n  {shown}{more}"
+        )
+
+
+class _Bad(Exception):
+    def __init__(self, field_name: str, msg: str) -> None:
+        super().__init__(f"field {field_name!r}: {msg}")
+
+
+@dataclass
+class Example:
+    """One training example as token ids. ``where`` names the input row."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int] | None = None
+    rejected_ids: list[int] | None = None
+    completion_ids: list[int] | None = None
+    label: bool | None = None
+    where: str = ""
+    kl_completion_ids: list[int] | None = None  # unpaired: a mismatched completion (KTO's KL estimate)
+
+
+@dataclass
+class DataReport:
+    rows: int = 0
+    examples: int = 0
+    skipped: list[str] = field(default_factory=list)
+    truncated: int = 0
+    truncated_tokens: int = 0
+    implicit_prompts: int = 0
+    split_pairs: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "examples": self.examples,
+            "skipped": len(self.skipped),
+            "skipped_reasons": self.skipped,
+            "truncated": self.truncated,
+            "truncated_tokens": self.truncated_tokens,
+            "implicit_prompts": self.implicit_prompts,
+            "split_pairs": self.split_pairs,
+        }
+
+    def summary(self) -> str:
+        s = f"{self.rows} rows -> {self.examples} examples"
+        if self.skipped:
+            s += f"; {len(self.skipped)} bad rows skipped"
+        if self.truncated:
+            s += f"; {self.truncated} truncated ({self.truncated_tokens} tokens cut)"
+        return s
+
+
+@dataclass
+class Prepared:
+    mode: str
+    examples: list[Example]
+    report: DataReport
+
+
+# --- field readers ------------------------------------------------------------------------------------------------
+
+
+def _get(rec: Record, name: str) -> Any:
+    if name not in rec.fields:
+        raise _Bad(name, "is missing")
+    v = rec.fields[name]
+    if v is None or (isinstance(v, (str, list)) and len(v) == 0):
+        raise _Bad(name, "is empty")
+    return v
+
+
+def _is_messages(v: Any) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(isinstance(m, dict) for m in v)
+
+
+def _check_messages(name: str, v: list) -> None:
+    for i, m in enumerate(v):
+        if not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise _Bad(name, f"message {i} needs string 'role' and 'content'")
+
+
+def _ids(name: str, v: Any, vocab: int | None) -> list[int]:
+    if not isinstance(v, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in v):
+        raise _Bad(name, f"must be a list of int token ids; got {type(v).__name__}")
+    if len(v) == 0:
+        raise _Bad(name, "is empty")
+    if vocab is not None:
+        bad = [t for t in v if t < 0 or t >= vocab]
+        if bad:
+            raise _Bad(name, f"token id {bad[0]} is outside the vocabulary [0, {vocab})")
+    return list(v)
+
+
+def _label(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.strip().lower() in ("true", "false", "1", "0"):
+        return v.strip().lower() in ("true", "1")
+    raise _Bad("label", f"must be a boolean (or 0/1); got {v!r}")
+
+
+class _Tok:
+    def __init__(self, tokenizer: Any, vocab: int | None) -> None:
+        self.t = tokenizer
+        self.vocab = vocab
+        self.eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
+
+    def need(self, name: str) -> Any:
+        if self.t is None:
+            raise _Bad(
+                name, "is text but no tokenizer was given (pass tokenizer=, or pre-tokenised *_ids fields)"
+            )
+        return self.t
+
+    def prompt(self, name: str, v: Any) -> list[int]:
+        if isinstance(v, str):
+            return list(self.need(name)(v, add_special_tokens=True)["input_ids"])
+        if _is_messages(v):
+            _check_messages(name, v)
+            text = self.need(name).apply_chat_template(v, tokenize=False, add_generation_prompt=True)
+            return list(self.t(text, add_special_tokens=False)["input_ids"])
+        raise _Bad(name, f"must be a string or a list of role/content messages; got {type(v).__name__}")
+
+    def completion(self, name: str, v: Any, prompt: Any) -> list[int]:
+        if isinstance(v, str):
+            if not isinstance(prompt, str):
+                raise _Bad(name, "is a string but the prompt is a list of messages")
+            ids = list(self.need(name)(v, add_special_tokens=False)["input_ids"])
+            if self.eos is not None and (not ids or ids[-1] != self.eos):
+                ids.append(self.eos)
+            return ids
+        if _is_messages(v):
+            _check_messages(name, v)
+            if not _is_messages(prompt):
+                raise _Bad(name, "is a list of messages but the prompt is not")
+            t = self.need(name)
+            head = t.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            full = t.apply_chat_template(list(prompt) + list(v), tokenize=False)
+            if not full.startswith(head):
+                raise _Bad(
+                    name, "the chat template does not render the prompt as a prefix of prompt+completion"
+                )
+            ids = list(t(full[len(head) :], add_special_tokens=False)["input_ids"])
+            if not ids:
+                raise _Bad(name, "renders to no tokens")
+            return ids
+        raise _Bad(name, f"must be a string or a list of role/content messages; got {type(v).__name__}")
+
+
+def _implicit_prompt(chosen: Any, rejected: Any) -> tuple[Any, Any, Any]:
+    """Split the shared prefix off chosen/rejected (TRL's ``extract_prompt``)."""
+    if _is_messages(chosen) and _is_messages(rejected):
+        k = 0
+        while k < min(len(chosen), len(rejected)) and chosen[k] == rejected[k]:
+            k += 1
+        if k == 0:
+            raise _Bad("prompt", "is missing and chosen/rejected share no leading messages")
+        return chosen[:k], chosen[k:], rejected[k:]
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        k = 0
+        while k < min(len(chosen), len(rejected)) and chosen[k] == rejected[k]:
+            k += 1
+        if k > 0 and k < len(chosen) and chosen[k - 1] == " ":
+            k -= 1
+        if k == 0:
+            raise _Bad("prompt", "is missing and chosen/rejected share no common prefix")
+        return chosen[:k], chosen[k:], rejected[k:]
+    raise _Bad("chosen", "chosen and rejected must both be strings or both lists of messages")
+
+
+# --- per-mode parsing ---------------------------------------------------------------------------------------------
+
+
+def _paired(rec: Record, tk: _Tok, report: DataReport) -> tuple[list[int], list[int], list[int]]:
+    f = rec.fields
+    if "chosen_ids" in f or "rejected_ids" in f:
+        p = _ids("prompt_ids", _get(rec, "prompt_ids"), tk.vocab)
+        return (
+            p,
+            _ids("chosen_ids", _get(rec, "chosen_ids"), tk.vocab),
+            _ids("rejected_ids", _get(rec, "rejected_ids"), tk.vocab),
+        )
+    chosen, rejected = _get(rec, "chosen"), _get(rec, "rejected")
+    if "prompt" in f:
+        prompt = _get(rec, "prompt")
+    else:
+        prompt, chosen, rejected = _implicit_prompt(chosen, rejected)
+        report.implicit_prompts += 1
+        if not chosen or not rejected:
+            raise _Bad("chosen" if not chosen else "rejected", "is empty after removing the shared prompt")
+    p = tk.prompt("prompt", prompt)
+    return p, tk.completion("chosen", chosen, prompt), tk.completion("rejected", rejected, prompt)
+
+
+def _single(rec: Record, tk: _Tok) -> tuple[list[int], list[int]]:
+    f = rec.fields
+    if "completion_ids" in f or "prompt_ids" in f:
+        return _ids("prompt_ids", _get(rec, "prompt_ids"), tk.vocab), _ids(
+            "completion_ids", _get(rec, "completion_ids"), tk.vocab
+        )
+    prompt = _get(rec, "prompt")
+    return tk.prompt("prompt", prompt), tk.completion("completion", _get(rec, "completion"), prompt)
+
+
+def _sft(rec: Record, tk: _Tok) -> tuple[list[int], list[int]]:
+    f = rec.fields
+    if "text" in f:
+        v = _get(rec, "text")
+        if not isinstance(v, str):
+            raise _Bad("text", f"must be a string; got {type(v).__name__}")
+        t = tk.need("text")
+        ids = list(t(v, add_special_tokens=True)["input_ids"])
+        if tk.eos is not None:
+            ids.append(tk.eos)
+        if len(ids) < 2:
+            raise _Bad("text", "is too short: needs at least two tokens")
+        return ids[:1], ids[1:]
+    if "messages" in f:
+        msgs = _get(rec, "messages")
+        if not _is_messages(msgs):
+            raise _Bad("messages", f"must be a list of role/content messages; got {type(msgs).__name__}")
+        _check_messages("messages", msgs)
+        if len(msgs) < 2:
+            raise _Bad("messages", "needs at least a prompt message and a final (completion) message")
+        return tk.prompt("messages", msgs[:-1]), tk.completion("messages", msgs[-1:], msgs[:-1])
+    if "chosen" in f or "chosen_ids" in f:
+        p, c, _ = _paired(rec, tk, DataReport())
+        return p, c
+    return _single(rec, tk)
+
+
+def _fit(
+    prompt: list[int],
+    completions: list[list[int]],
+    max_length: int | None,
+    max_prompt_length: int | None,
+    mode: str,
+    report: DataReport,
+) -> tuple[list[int], list[list[int]]]:
+    budget = max_prompt_length
+    if max_length is not None:
+        budget = min(budget, max_length - 1) if budget is not None else max_length - 1
+    if budget is not None and len(prompt) > budget:
+        raise _Bad(
+            "prompt",
+            f"is {len(prompt)} tokens, longer than the prompt budget of {budget} "
+            "(max_prompt_length, and max_length - 1 so one completion token fits)",
+        )
+    if max_length is None or not completions:
+        return prompt, completions
+    longest = max(len(prompt) + len(c) for c in completions)
+    if longest <= max_length:
+        return prompt, completions
+    cut = 0
+    if mode == "keep_end":
+        drop = min(longest - max_length, len(prompt) - 1)
+        prompt = prompt[drop:]
+        cut += drop
+    out = []
+    for c in completions:
+        room = max_length - len(prompt)
+        if len(c) > room:
+            cut += len(c) - room
+            c = c[:room]
+        out.append(c)
+    report.truncated += 1
+    report.truncated_tokens += cut
+    return prompt, out
+
+
+def prepare(
+    data: Any,
+    *,
+    mode: str,
+    tokenizer: Any = None,
+    max_length: int | None = 1024,
+    max_prompt_length: int | None = 512,
+    truncation_mode: str = "keep_start",
+    skip_bad_rows: bool = False,
+    vocab_size: int | None = None,
+    with_kl: bool = False,
+) -> Prepared:
+    """Read, validate and tokenise ``data`` for ``mode`` (``sft``, ``paired``, ``unpaired``, ``online``).
+
+    Every bad row raises :class:`DataError` (all problems listed) unless ``skip_bad_rows``, which warns with the
+    count and reasons (also in ``report.skipped``). ``with_kl`` gives each unpaired example the completion of
+    the next example (dataset order, wrapping) as its mismatched KL completion.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    if truncation_mode not in ("keep_start", "keep_end"):
+        raise ValueError(f"truncation_mode must be 'keep_start' or 'keep_end'; got {truncation_mode!r}")
+    if max_length is not None and max_length < 2:
+        raise ValueError(f"max_length must be >= 2; got {max_length}")
+    records = load_records(data)
+    report = DataReport(rows=len(records))
+    if vocab_size is None and tokenizer is not None:
+        vocab_size = len(tokenizer)
+    tk = _Tok(tokenizer, vocab_size)
+    examples: list[Example] = []
+    problems: list[str] = []
+    for rec in records:
+        try:
+            if mode == "paired":
+                p, c, r = _paired(rec, tk, report)
+                p, (c, r) = _fit(p, [c, r], max_length, max_prompt_length, truncation_mode, report)
+                examples.append(Example(p, chosen_ids=c, rejected_ids=r, where=rec.where))
+            elif mode == "unpaired":
+                if "label" not in rec.fields and ("chosen" in rec.fields or "chosen_ids" in rec.fields):
+                    p, c, r = _paired(rec, tk, report)
+                    report.split_pairs += 1
+                    for comp, lab in ((c, True), (r, False)):
+                        pp, (cc,) = _fit(p, [comp], max_length, max_prompt_length, truncation_mode, report)
+                        examples.append(Example(pp, completion_ids=cc, label=lab, where=rec.where))
+                    continue
+                p, c = _single(rec, tk)
+                lab = _label(_get(rec, "label"))
+                p, (c,) = _fit(p, [c], max_length, max_prompt_length, truncation_mode, report)
+                examples.append(Example(p, completion_ids=c, label=lab, where=rec.where))
+            elif mode == "sft":
+                p, c = _sft(rec, tk)
+                p, (c,) = _fit(p, [c], max_length, max_prompt_length, truncation_mode, report)
+                examples.append(Example(p, completion_ids=c, where=rec.where))
+            else:  # online
+                if "prompt_ids" in rec.fields:
+                    p = _ids("prompt_ids", _get(rec, "prompt_ids"), tk.vocab)
+                else:
+                    p = tk.prompt("prompt", _get(rec, "prompt"))
+                p, _ = _fit(p, [], max_length, max_prompt_length, truncation_mode, report)
+                examples.append(Example(p, where=rec.where))
+        except _Bad as exc:
+            problems.append(f"{rec.where}: {exc}")
+    if problems and not skip_bad_rows:
+        raise DataError(problems)
+    if problems:
+        report.skipped = problems
+        warnings.warn(
+            f"skipped {len(problems)} bad row(s) of {len(records)}: "
+            + "; ".join(problems[:5])
+            + (" ..." if len(problems) > 5 else ""),
+            stacklevel=2,
+        )
+    if not examples:
+        raise ValueError(f"no usable training examples in {len(records)} row(s)")
+    if with_kl and mode == "unpaired":
+        n = len(examples)
+        for i, ex in enumerate(examples):
+            ex.kl_completion_ids = examples[(i + 1) % n].completion_ids
+    if report.truncated:
+        warnings.warn(
+            f"truncated {report.truncated} example(s) to max_length={max_length} ({truncation_mode}); "
+            f"{report.truncated_tokens} tokens cut",
+            stacklevel=2,
+        )
+    report.examples = len(examples)
+    return Prepared(mode=mode, examples=examples, report=report)
