@@ -1,0 +1,348 @@
+"""Tiny Llama-style base models, built here from a task's corpus and cached under the user cache folder.
+
+>>> from alignkit.testbed import get_base_model
+>>> base = get_base_model("sentiment")         # first call: tokenizer + ~100 s of pretraining; later: loads
+>>> base.model, base.tokenizer, base.path, base.stats
+
+A base model is a ``tokenizers`` byte-level BPE tokenizer trained on the task's documents and a
+``transformers.LlamaForCausalLM`` (default: 4 layers, d=128, 4 heads, FFN 352, tied embeddings, ~1 M parameters)
+pretrained on them with next-token prediction: random 128-token windows, AdamW (0.9, 0.95), cosine schedule.
+For ``sentiment`` that is language-model pretraining on Shakespeare; for ``arith`` and ``safety`` the documents are
+the task's demonstrations, so pretraining *is* the SFT stage. Nothing is downloaded.
+
+The build is deterministic for a given :class:`BaseModelConfig` (fixed seeds, a fixed number of steps). It is
+cached in ``$XDG_CACHE_HOME/alignkit/testbed/<task>-<key>/`` (default ``~/.cache/alignkit``), where ``key`` hashes
+the config; a folder whose files do not match their recorded checksums is treated as absent and rebuilt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: Bump when the build procedure changes, so old caches are not reused.
+BUILD_VERSION = 1
+EOS = "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class BaseModelConfig:
+    """Everything that determines a base model. Every field is part of the cache key."""
+
+    task: str = "sentiment"
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 352
+    context: int = 128
+    pretrain_steps: int = 300
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    seed: int = 0
+    #: sentiment: truncate the pretraining corpus to this many characters (None: all ~4.6 M).
+    corpus_chars: int | None = None
+    #: arith / safety: number of demonstrations in the SFT corpus (None: the task's default).
+    task_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "intermediate_size",
+            "context",
+            "pretrain_steps",
+            "batch_size",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"BaseModelConfig.{name} must be a positive integer; got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"BaseModelConfig.hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if self.vocab_size < 258:
+            raise ValueError(
+                f"BaseModelConfig.vocab_size must be >= 258 (256 bytes + specials); got {self.vocab_size}"
+            )
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"BaseModelConfig.warmup_ratio must be in [0, 1); got {self.warmup_ratio}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"BaseModelConfig.learning_rate must be positive; got {self.learning_rate}")
+
+    def key(self) -> str:
+        payload = json.dumps({"build": BUILD_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class BaseModel:
+    """A built (or loaded) base model: the policy every testbed run starts from and the reference."""
+
+    model: Any  # transformers.LlamaForCausalLM, in eval mode
+    tokenizer: Any  # transformers.PreTrainedTokenizerFast
+    config: BaseModelConfig
+    path: Path
+    stats: dict[str, Any] = field(default_factory=dict)
+    loaded_from_cache: bool = False
+
+    @property
+    def eos_token_id(self) -> int:
+        return int(self.tokenizer.convert_tokens_to_ids(EOS))
+
+
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/alignkit`` or ``~/.cache/alignkit``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "alignkit"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- tokenizer and model --------------------------------------------------------------------------------------
+
+
+def train_tokenizer(documents: list[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer (``tokenizers``) trained on ``documents``, wrapped as a fast HF tokenizer."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    if not documents:
+        raise ValueError("train_tokenizer needs at least one document")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        documents, vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS], show_progress=False
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS, unk_token=EOS
+    )
+
+
+def build_model(config: BaseModelConfig, vocab_size: int) -> Any:
+    """A freshly initialised ``LlamaForCausalLM`` of the configured size (seeded by ``config.seed``)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(config.seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=max(config.context, 256),
+        tie_word_embeddings=True,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
+    cfg._attn_implementation = "sdpa"
+    return LlamaForCausalLM(cfg)
+
+
+def encode_documents(tokenizer: Any, documents: list[str]) -> torch.Tensor:
+    """All documents as one token stream, separated (and ended) by the end-of-text token."""
+    eos = tokenizer.convert_tokens_to_ids(EOS)
+    ids: list[int] = []
+    for enc in tokenizer.backend_tokenizer.encode_batch(documents):
+        ids.extend(enc.ids)
+        ids.append(eos)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _lr_at(step: int, config: BaseModelConfig) -> float:
+    warm = max(1, math.ceil(config.warmup_ratio * config.pretrain_steps))
+    if step < warm:
+        return config.learning_rate * (step + 1) / warm
+    frac = (step - warm) / max(1, config.pretrain_steps - warm)
+    floor = config.min_lr_ratio
+    return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def _windows(stream: torch.Tensor, n: int, context: int, gen: torch.Generator) -> torch.Tensor:
+    if stream.numel() <= context + 1:
+        raise ValueError(
+            f"the pretraining corpus has {stream.numel()} tokens; it needs more than context={context}"
+        )
+    starts = torch.randint(0, stream.numel() - context, (n,), generator=gen)
+    return torch.stack([stream[s : s + context] for s in starts.tolist()])
+
+
+@torch.no_grad()
+def heldout_loss(
+    model: Any, stream: torch.Tensor, context: int, batches: int = 4, batch_size: int = 32
+) -> float:
+    """Mean next-token loss (nats/token) on random windows of a held-out token stream (fixed seed)."""
+    gen = torch.Generator().manual_seed(1234)
+    model.eval()
+    losses = []
+    for _ in range(batches):
+        x = _windows(stream, batch_size, context, gen)
+        losses.append(model(input_ids=x, labels=x).loss.item())
+    return float(sum(losses) / len(losses))
+
+
+def pretrain(
+    model: Any, stream: torch.Tensor, config: BaseModelConfig, *, progress: bool = True
+) -> dict[str, Any]:
+    """Next-token pretraining of the base model on ``stream`` (random windows, AdamW, warmup + cosine).
+
+    This is language-model pretraining of the testbed's base model, not an alignment objective; the alignment
+    runs go through :func:`alignkit.train.train`. Returns statistics (final loss EMA, tokens, seconds).
+    """
+    from alignkit.testbed._progress import progress_bar
+
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+        betas=(0.9, 0.95),
+    )
+    model.train()
+    ema = None
+    t0 = time.perf_counter()
+    with progress_bar("pretraining base model", total=config.pretrain_steps, enabled=progress) as advance:
+        for step in range(config.pretrain_steps):
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(step, config)
+            x = _windows(stream, config.batch_size, config.context, gen)
+            loss = model(input_ids=x, labels=x).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"pretraining loss became {value} at step {step}; lower learning_rate"
+                )
+            ema = value if ema is None else 0.95 * ema + 0.05 * value
+            advance(1, f"loss {ema:.3f}")
+    model.eval()
+    return {
+        "steps": config.pretrain_steps,
+        "tokens_seen": config.pretrain_steps * config.batch_size * config.context,
+        "train_loss_ema": ema,
+        "pretrain_seconds": time.perf_counter() - t0,
+    }
+
+
+# --- cache ---------------------------------------------------------------------------------------------------
+
+
+def _load(path: Path, config: BaseModelConfig) -> BaseModel | None:
+    """The cached model at ``path`` if it is complete and its files match their checksums, else None."""
+    meta_file = path / "meta.json"
+    if not meta_file.is_file():
+        return None
+    try:
+        meta = json.loads(meta_file.read_text())
+        if meta.get("key") != config.key():
+            return None
+        for name, digest in meta["files"].items():
+            f = path / name
+            if not f.is_file() or _sha256(f) != digest:
+                return None
+        from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
+        model = LlamaForCausalLM.from_pretrained(str(path), attn_implementation="sdpa")
+    except Exception:  # any unreadable cache is rebuilt
+        return None
+    model.eval()
+    return BaseModel(model, tokenizer, config, path, meta.get("stats", {}), loaded_from_cache=True)
+
+
+def _save(base: BaseModel, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
+    try:
+        base.model.save_pretrained(str(tmp))
+        base.tokenizer.save_pretrained(str(tmp))
+        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        meta = {
+            "key": base.config.key(),
+            "config": dataclasses.asdict(base.config),
+            "files": files,
+            "stats": base.stats,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def get_base_model(
+    task: str | Any = "sentiment",
+    config: BaseModelConfig | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    rebuild: bool = False,
+    progress: bool = True,
+) -> BaseModel:
+    """The task's base model: loaded from the cache, or built (tokenizer + pretraining) and cached.
+
+    ``task`` is a task name or :class:`~alignkit.testbed.tasks.Task`; ``config`` defaults to the task's
+    :meth:`~alignkit.testbed.tasks.Task.base_config`. ``cache_dir`` overrides :func:`cache_root`;
+    ``rebuild=True`` ignores a cached copy.
+    """
+    from alignkit.testbed.tasks import get_task
+
+    task_obj = get_task(task) if isinstance(task, str) else task
+    config = config or task_obj.base_config()
+    if config.task != task_obj.name:
+        raise ValueError(f"config.task is {config.task!r} but the task is {task_obj.name!r}")
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    path = root / "testbed" / f"{task_obj.name}-{config.key()}"
+    if not rebuild:
+        cached = _load(path, config)
+        if cached is not None:
+            return cached
+    torch.manual_seed(config.seed)
+    t0 = time.perf_counter()
+    documents = task_obj.documents(config)
+    tokenizer = train_tokenizer(documents, config.vocab_size)
+    stream = encode_documents(tokenizer, documents)
+    heldout = encode_documents(tokenizer, task_obj.heldout_documents(config))
+    model = build_model(config, len(tokenizer))
+    tok_seconds = time.perf_counter() - t0
+    stats = pretrain(model, stream, config, progress=progress)
+    stats.update(
+        tokenizer_seconds=tok_seconds,
+        corpus_tokens=int(stream.numel()),
+        parameters=int(sum(p.numel() for p in model.parameters())),
+        heldout_loss=heldout_loss(model, heldout, config.context)
+        if heldout.numel() > config.context + 1
+        else None,
+    )
+    base = BaseModel(model, tokenizer, config, path, stats)
+    _save(base, path)
+    return base
