@@ -244,6 +244,7 @@ def register_objective(
 
 def _ensure_loaded() -> None:
     # Importing the component packages registers them.
+    import alignkit.merging  # noqa: F401
     import alignkit.objectives  # noqa: F401
 
 
