@@ -455,6 +455,7 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
                 )
                 extra.update(hyper_parameters={}, learning_rate=None, train_seconds=0.0)
             else:
+                from alignkit.registry import get
                 from alignkit.train import train
 
                 settings = cfg.settings(objective)
@@ -470,7 +471,7 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
                     model=policy,
                     tokenizer=base.tokenizer,
                     ref_model=base.model,
-                    reference="model",
+                    reference="model" if getattr(get(objective), "needs_reference", True) else "auto",
                     data=rows,
                     mode=mode,
                     hyper_parameters=hp,
@@ -565,4 +566,3 @@ def _quiet_transformers() -> None:
 def overlap(a: Sequence[float], b: Sequence[float]) -> bool:
     """Whether two intervals ``[lo, hi]`` overlap."""
     return not (a[1] < b[0] or b[1] < a[0])
-
