@@ -80,6 +80,8 @@ class Component:
             "arxiv": self.arxiv,
             "summary": self.summary,
             "defaults": {k: _jsonable(v) for k, v in self.defaults.items()},
+            "needs_reference": None,
+            "aggregation": None,
         }
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -244,6 +246,7 @@ def register_objective(
 
 def _ensure_loaded() -> None:
     # Importing the component packages registers them.
+    import alignkit.diagnostics  # noqa: F401
     import alignkit.merging  # noqa: F401
     import alignkit.objectives  # noqa: F401
 

@@ -9,7 +9,7 @@ import pytest
 
 import alignkit as ak
 from alignkit.cli.main import main
-from alignkit.diagnostics.taxonomy import AXES, SUGGESTED_EXISTING_TAGS, taxonomy_of
+from alignkit.diagnostics.taxonomy import AXES, taxonomy_of
 
 SEED_ARXIV = {
     "2311.04072",
@@ -52,13 +52,16 @@ def test_non_objective_documentation(c):
         assert name in hp, name
 
 
-def test_suggested_tags_for_existing_objectives_are_valid():
-    names = {o.name for o in ak.list_objectives()}
-    for name, tags in SUGGESTED_EXISTING_TAGS.items():
-        assert name in names, name
-        for t in tags:
-            axis, value = t.split(":")
-            assert value in AXES[axis]
+def test_every_objective_is_placed_on_every_axis():
+    for o in ak.list_objectives():
+        placed = taxonomy_of(o)
+        assert set(placed) == set(AXES), f"{o.name} lacks a taxonomy axis: has {placed}"
+    assert taxonomy_of(ak.get("dpo")) == {
+        "algorithm": ["pairwise"],
+        "feedback": ["preference"],
+        "data": ["off-policy"],
+    }
+    assert taxonomy_of(ak.get("kto"))["feedback"] == ["binary"]
 
 
 def test_list_filters_by_taxonomy_tag(capsys):

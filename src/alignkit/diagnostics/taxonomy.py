@@ -26,41 +26,6 @@ AXES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Tags the existing objectives should carry (not applied here: their files belong to others).
-SUGGESTED_EXISTING_TAGS: dict[str, tuple[str, ...]] = {
-    **{
-        n: ("algorithm:pairwise", "feedback:preference", "data:off-policy")
-        for n in (
-            "dpo",
-            "hinge",
-            "ipo",
-            "exo_pair",
-            "nca_pair",
-            "robust",
-            "bco_pair",
-            "sppo_hard",
-            "aot",
-            "apo_zero",
-            "apo_down",
-            "discopop",
-            "sigmoid_norm",
-            "rpo",
-            "cpo",
-            "simpo",
-            "alphapo",
-            "orpo",
-            "beta_orpo",
-            "beta_asft",
-        )
-    },
-    "aot_unpaired": ("algorithm:pointwise", "feedback:binary", "data:off-policy"),
-    "kto": ("algorithm:pointwise", "feedback:binary", "data:off-policy"),
-    "apo_zero_unpaired": ("algorithm:pointwise", "feedback:binary", "data:off-policy"),
-    "bco": ("algorithm:pointwise", "feedback:binary", "data:off-policy"),
-    "sft": ("algorithm:pointwise", "feedback:demonstration", "data:off-policy"),
-    "bradley_terry": ("algorithm:pairwise", "feedback:preference", "data:off-policy"),
-}
-
 
 def taxonomy_of(component: Component) -> dict[str, list[str]]:
     """{axis: [values]} from a component's ``axis:value`` tags; raises ``ValueError`` on an unknown axis/value."""

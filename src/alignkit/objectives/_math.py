@@ -19,6 +19,11 @@ def log1mexp(x: Tensor) -> Tensor:
     return torch.where(small, torch.log1p(-torch.exp(a)), torch.log(-torch.expm1(b)))
 
 
+def log_odds(logp: Tensor) -> Tensor:
+    """log(p / (1 - p)) from log p (finite gradient for log p close to 0)."""
+    return logp - log1mexp(logp)
+
+
 def clamp_logp(x: Tensor) -> Tensor:
     """Keep log-probs a hair below 0 so log(1 - p) stays finite (its gradient's limit is what the losses use)."""
     return x.clamp(max=-1e-12 if x.dtype == torch.float64 else -1e-6)

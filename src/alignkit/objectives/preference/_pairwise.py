@@ -172,6 +172,7 @@ def pairwise_objective(
     tags: Iterable[str] = (),
     f_divergence: bool = True,
     aggregation: str = "sum",
+    taxonomy: tuple[str, ...] = ("algorithm:pairwise", "feedback:preference", "data:off-policy"),
 ) -> Callable[[Callable[..., Tensor]], Objective]:
     """Register ``core(t: PairTerms, *, beta, ...) -> per-example losses`` as a reference-based paired objective
     with the shared modifiers (see module docstring). ``f_divergence=False`` for losses TRL does not allow it on."""
@@ -214,7 +215,7 @@ def pairwise_objective(
             arxiv=arxiv,
             family="preference",
             aliases=aliases,
-            tags=("paired", "reference", *tags),
+            tags=("paired", "reference", *taxonomy, *tags),
             needs_reference=True,
             aggregation=aggregation,
             batch_type=PreferenceBatch,

@@ -36,7 +36,13 @@ def aot(t: PairTerms, *, beta: float = 0.1, label_smoothing: float = 0.0) -> Ten
     return _smoothed(m - m_ref, beta, label_smoothing)
 
 
-@pairwise_objective(name="aot_unpaired", paper=_PAPER, arxiv="2406.05882", f_divergence=False)
+@pairwise_objective(
+    name="aot_unpaired",
+    paper=_PAPER,
+    arxiv="2406.05882",
+    f_divergence=False,
+    taxonomy=("algorithm:pointwise", "feedback:binary", "data:off-policy"),
+)
 def aot_unpaired(t: PairTerms, *, beta: float = 0.1, label_smoothing: float = 0.0) -> Tensor:
     """Distributional Preference Alignment of LLMs via Optimal Transport (AOT, arXiv:2406.05882), unpaired form.
 

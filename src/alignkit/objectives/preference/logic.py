@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from alignkit.objectives._math import clamp_logp, log1mexp
+from alignkit.objectives._math import clamp_logp, log1mexp, log_odds
 from alignkit.objectives.preference._pairwise import pair_terms, preference_metrics
 from alignkit.registry import Objective, add
 from alignkit.types import LossOutput, PreferenceBatch
@@ -193,11 +193,6 @@ def semantic_loss(
 
 
 # --- how a batch defines the atoms' probabilities --------------------------------------------------------------------
-def log_odds(logp: Tensor) -> Tensor:
-    """log(p / (1 - p)) from log p."""
-    return logp - log1mexp(logp)
-
-
 SEMANTICS: dict[str, tuple[str, bool, str, dict[str, float]]] = {
     # name: (logit of atom for response y, needs reference, aggregation, hyper-parameter defaults)
     "reference": ("logit(y) = beta * (log pi(y|x) - log ref(y|x))", True, "sum", {"beta": 0.1}),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from alignkit.objectives.preference._pairwise import PairTerms, pair_terms, preference_metrics
@@ -21,16 +20,6 @@ def chosen_nll(t: PairTerms) -> Tensor:
 def mean_logps(t: PairTerms, name: str) -> tuple[Tensor, Tensor]:
     t.batch.require_lengths(name)
     return t.chosen_logps / t.chosen_lengths, t.rejected_logps / t.rejected_lengths
-
-
-def log1mexp(x: Tensor) -> Tensor:
-    """log(1 - exp(x)) for x <= 0, stable on both sides of -ln 2."""
-    return torch.where(x < -0.6931471805599453, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
-
-
-def log_odds(avg_logp: Tensor) -> Tensor:
-    """log(p / (1 - p)) from log p."""
-    return avg_logp - log1mexp(avg_logp)
 
 
 def finish(

@@ -17,7 +17,7 @@ from alignkit.types import LossOutput, PreferenceBatch
     needs_reference=False,
     aggregation="mean",
     batch_type=PreferenceBatch,
-    tags=("paired", "reference-free"),
+    tags=("paired", "reference-free", "algorithm:pairwise", "feedback:preference", "data:off-policy"),
 )
 def alphapo(
     batch: PreferenceBatch, *, beta: float = 2.5, gamma: float = 1.0, alpha: float = 0.25

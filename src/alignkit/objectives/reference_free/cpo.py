@@ -15,7 +15,7 @@ from alignkit.types import LossOutput, PreferenceBatch
     arxiv="2401.08417",
     needs_reference=False,
     batch_type=PreferenceBatch,
-    tags=("paired", "reference-free"),
+    tags=("paired", "reference-free", "algorithm:pairwise", "feedback:preference", "data:off-policy"),
 )
 def cpo(
     batch: PreferenceBatch, *, beta: float = 0.1, label_smoothing: float = 0.0, cpo_alpha: float = 1.0

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from alignkit.objectives.reference_free._common import (
-    chosen_nll,
-    finish,
-    log_odds,
-    mean_logps,
-    reference_free_terms,
-)
+from alignkit.objectives._math import log_odds
+from alignkit.objectives.reference_free._common import chosen_nll, finish, mean_logps, reference_free_terms
 from alignkit.registry import register_objective
 from alignkit.types import LossOutput, PreferenceBatch
 
@@ -24,7 +19,14 @@ _PAPER = "The Differences Between Direct Alignment Algorithms are a Blur"
     needs_reference=False,
     aggregation="mean",
     batch_type=PreferenceBatch,
-    tags=("paired", "reference-free", "two-stage"),
+    tags=(
+        "paired",
+        "reference-free",
+        "algorithm:pairwise",
+        "feedback:preference",
+        "data:off-policy",
+        "two-stage",
+    ),
 )
 def beta_orpo(batch: PreferenceBatch, *, beta: float = 1.0, lambda_nll: float = 0.0) -> LossOutput:
     """The Differences Between Direct Alignment Algorithms are a Blur (arXiv:2502.01237): beta-ORPO.
@@ -57,7 +59,15 @@ def beta_orpo(batch: PreferenceBatch, *, beta: float = 1.0, lambda_nll: float = 
     needs_reference=False,
     aggregation="mean",
     batch_type=PreferenceBatch,
-    tags=("paired", "reference-free", "two-stage", "pointwise"),
+    tags=(
+        "paired",
+        "reference-free",
+        "algorithm:pairwise",
+        "feedback:preference",
+        "data:off-policy",
+        "two-stage",
+        "pointwise",
+    ),
 )
 def beta_asft(batch: PreferenceBatch, *, beta: float = 1.0, lambda_nll: float = 0.0) -> LossOutput:
     """The Differences Between Direct Alignment Algorithms are a Blur (arXiv:2502.01237): beta-ASFT, the

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from alignkit.objectives.reference_free._common import (
-    chosen_nll,
-    finish,
-    log_odds,
-    mean_logps,
-    reference_free_terms,
-)
+from alignkit.objectives._math import log_odds
+from alignkit.objectives.reference_free._common import chosen_nll, finish, mean_logps, reference_free_terms
 from alignkit.registry import register_objective
 from alignkit.types import LossOutput, PreferenceBatch
 
@@ -22,7 +17,14 @@ from alignkit.types import LossOutput, PreferenceBatch
     needs_reference=False,
     aggregation="mean",
     batch_type=PreferenceBatch,
-    tags=("paired", "reference-free", "one-stage"),
+    tags=(
+        "paired",
+        "reference-free",
+        "algorithm:pairwise",
+        "feedback:preference",
+        "data:off-policy",
+        "one-stage",
+    ),
 )
 def orpo(batch: PreferenceBatch, *, beta: float = 0.1) -> LossOutput:
     """ORPO: Monolithic Preference Optimization without Reference Model (arXiv:2403.07691), Eqs. 4-7.

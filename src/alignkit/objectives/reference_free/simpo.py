@@ -16,7 +16,7 @@ from alignkit.types import LossOutput, PreferenceBatch
     needs_reference=False,
     aggregation="mean",
     batch_type=PreferenceBatch,
-    tags=("paired", "reference-free"),
+    tags=("paired", "reference-free", "algorithm:pairwise", "feedback:preference", "data:off-policy"),
 )
 def simpo(
     batch: PreferenceBatch,

@@ -17,7 +17,7 @@ from alignkit.types import LossOutput, RewardBatch
     arxiv="2203.02155",
     needs_reference=False,
     batch_type=RewardBatch,
-    tags=("reward-model",),
+    tags=("reward-model", "algorithm:pairwise", "feedback:preference", "data:off-policy"),
 )
 def bradley_terry(batch: RewardBatch, *, center_rewards_coefficient: float | None = None) -> LossOutput:
     """Reward-model training as in Training language models to follow instructions with human feedback

@@ -14,7 +14,7 @@ from alignkit.types import LossOutput, PreferenceBatch, SFTBatch
     arxiv="2203.02155",
     needs_reference=False,
     aggregation="mean",
-    tags=("supervised",),
+    tags=("supervised", "algorithm:pointwise", "feedback:demonstration", "data:off-policy"),
 )
 def sft(batch: SFTBatch | PreferenceBatch) -> LossOutput:
     """Supervised fine-tuning, the first stage of Training language models to follow instructions with human

@@ -15,7 +15,7 @@ from alignkit.types import LossOutput, UnpairedBatch
     paper="Binary Classifier Optimization for Large Language Model Alignment",
     arxiv="2404.04656",
     batch_type=UnpairedBatch,
-    tags=("unpaired", "reference"),
+    tags=("unpaired", "reference", "algorithm:pointwise", "feedback:binary", "data:off-policy"),
 )
 def bco(
     batch: UnpairedBatch,

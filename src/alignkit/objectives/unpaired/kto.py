@@ -15,7 +15,7 @@ from alignkit.types import LossOutput, UnpairedBatch
     paper="KTO: Model Alignment as Prospect Theoretic Optimization",
     arxiv="2402.01306",
     batch_type=UnpairedBatch,
-    tags=("unpaired", "reference"),
+    tags=("unpaired", "reference", "algorithm:pointwise", "feedback:binary", "data:off-policy"),
 )
 def kto(
     batch: UnpairedBatch, *, beta: float = 0.1, desirable_weight: float = 1.0, undesirable_weight: float = 1.0
@@ -56,7 +56,7 @@ def kto(
     paper="Anchored Preference Optimization and Contrastive Revisions: Addressing Underspecification in Alignment",
     arxiv="2408.06266",
     batch_type=UnpairedBatch,
-    tags=("unpaired", "reference"),
+    tags=("unpaired", "reference", "algorithm:pointwise", "feedback:binary", "data:off-policy"),
 )
 def apo_zero_unpaired(
     batch: UnpairedBatch, *, beta: float = 0.1, desirable_weight: float = 1.0, undesirable_weight: float = 1.0
