@@ -16,6 +16,124 @@ from alignkit.engine._progress import make_progress
 
 # Rows x vocabulary of one LM-head tile (fp32 logits): 2**25 elements = 128 MiB.
 _TILE_ELEMENTS = 2**25
+# In training, the head keeps the softmax of every scored row for backward (no second LM-head matmul) while the
+# rows x vocabulary probabilities fit in this many fp32 elements (2**27 = 512 MiB); beyond it, each tile's logits
+# are recomputed in backward so memory stays at one tile.
+_KEEP_ELEMENTS = 2**27
+
+
+class _HeadLogps(torch.autograd.Function):
+    """``log_softmax(hidden @ W.T + b)[target]`` per row, tiled, with a hand-written backward.
+
+    Forward never holds more than one tile of logits besides the kept probabilities; backward uses
+    ``d lp / d logits = onehot(target) - softmax`` directly (no autograd graph over ``[N, V]`` tensors).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        hidden: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        targets: Tensor,
+        tile: int,
+        keep: bool,
+    ) -> Tensor:
+        n = hidden.shape[0]
+        out = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        kept: list[Tensor] = []
+        lses: list[Tensor] = []
+        for s in range(0, n, tile):
+            logits = nn.functional.linear(hidden[s : s + tile], weight, bias).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            out[s : s + tile] = logits.gather(-1, targets[s : s + tile, None]).squeeze(-1) - lse
+            if keep:
+                kept.append(logits.sub_(lse[:, None]).exp_())
+            else:
+                lses.append(lse)
+        ctx.tile, ctx.keep, ctx.has_bias = tile, keep, bias is not None
+        ctx.save_for_backward(hidden, weight, bias if bias is not None else hidden.new_empty(0), targets)
+        ctx.kept = kept
+        ctx.lses = lses
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        hidden, weight, bias, targets = ctx.saved_tensors
+        tile = ctx.tile
+        need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        gh = torch.empty_like(hidden) if need_h else None
+        gw = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        gb = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+        grad = grad.float()
+        for k, s in enumerate(range(0, hidden.shape[0], tile)):
+            h = hidden[s : s + tile]
+            g = grad[s : s + tile]
+            if ctx.keep:
+                probs = ctx.kept[k]
+            else:
+                logits = nn.functional.linear(h, weight, bias if ctx.has_bias else None).float()
+                probs = logits.sub_(ctx.lses[k][:, None]).exp_()
+            # d(sum_i g_i lp_i)/d logits = g * (onehot(target) - softmax)
+            gl = probs * (-g[:, None])
+            gl.scatter_add_(-1, targets[s : s + tile, None], g[:, None])
+            if need_h:
+                gh[s : s + tile] = (gl.to(weight.dtype) @ weight).to(hidden.dtype)
+            if need_w:
+                gw.addmm_(gl.t(), h.float())
+            if need_b:
+                gb += gl.sum(0)
+        ctx.kept = ctx.lses = None
+        return (
+            gh,
+            gw.to(weight.dtype) if gw is not None else None,
+            gb.to(bias.dtype) if gb is not None else None,
+            None,
+            None,
+            None,
+        )
+
+
+def head_logps(
+    model: nn.Module, rows: Tensor, targets: Tensor, *, with_log_sum_sq: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """Log-probs of ``targets`` given final hidden ``rows`` (N, d) through ``model``'s LM head: ``(N,)`` fp32.
+
+    Only these N rows meet the vocabulary; logits exist one tile at a time. ``log_sum_sq`` (N,) when asked.
+    """
+    _, head = _backbone_and_head(model)
+    weight = head.weight
+    bias = getattr(head, "bias", None)
+    scale, softcap = _logit_transform(model)
+    n, vocab = rows.shape[0], weight.shape[0]
+    tile = max(1, _TILE_ELEMENTS // max(1, vocab))
+    if scale is None and softcap is None and not with_log_sum_sq:
+        grad = torch.is_grad_enabled() and (rows.requires_grad or weight.requires_grad)
+        keep = grad and n * vocab <= _KEEP_ELEMENTS
+        if keep:
+            tile = max(tile, n)  # all probabilities are kept anyway: one matmul
+        if not grad:
+            with torch.no_grad():
+                return _HeadLogps.forward(_NoCtx(), rows, weight, bias, targets, tile, False), None
+        return _HeadLogps.apply(rows, weight, bias, targets, tile, keep), None
+    lps, lsss = [], []
+    many = n > tile and torch.is_grad_enabled()
+    for s in range(0, n, tile):
+        args = (rows[s : s + tile], targets[s : s + tile], weight, bias, scale, softcap, with_log_sum_sq)
+        if many:  # recompute the tile's logits in backward instead of keeping N x V alive
+            lp, lss = checkpoint(_tile, *args, use_reentrant=False)
+        else:
+            lp, lss = _tile(*args)
+        lps.append(lp)
+        lsss.append(lss)
+    return torch.cat(lps), (torch.cat(lsss) if with_log_sum_sq else None)
+
+
+class _NoCtx:
+    """Stand-in ``ctx`` for running :class:`_HeadLogps` forward without autograd."""
+
+    def save_for_backward(self, *args: Tensor) -> None:
+        pass
 
 
 @dataclass
@@ -136,31 +254,7 @@ def completion_logps(
     lss_out = torch.zeros_like(out) if with_log_sum_sq else None
     if targets.numel():
         if hidden is not None:
-            rows = hidden[tmask]
-            weight = head.weight
-            bias = getattr(head, "bias", None)
-            scale, softcap = _logit_transform(model)
-            tile = max(1, _TILE_ELEMENTS // max(1, weight.shape[0]))
-            lps, lsss = [], []
-            many = rows.shape[0] > tile and torch.is_grad_enabled()
-            for s in range(0, rows.shape[0], tile):
-                args = (
-                    rows[s : s + tile],
-                    targets[s : s + tile],
-                    weight,
-                    bias,
-                    scale,
-                    softcap,
-                    with_log_sum_sq,
-                )
-                if many:  # recompute the tile's logits in backward instead of keeping N x V alive
-                    lp, lss = checkpoint(_tile, *args, use_reentrant=False)
-                else:
-                    lp, lss = _tile(*args)
-                lps.append(lp)
-                lsss.append(lss)
-            lp_all = torch.cat(lps)
-            lss_all = torch.cat(lsss) if with_log_sum_sq else None
+            lp_all, lss_all = head_logps(model, hidden[tmask], targets, with_log_sum_sq=with_log_sum_sq)
         else:
             sel = logits_full[:, :-1][tmask].float()
             lse = torch.logsumexp(sel, -1)
@@ -255,3 +349,18 @@ def sequence_logps(
     finally:
         model.train(was_training)
     return sums, lengths
+
+
+def full_logits_logps(
+    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor
+) -> TokenLogps:
+    """The plain path: a padded forward with the full ``[B, L, V]`` logits and ``log_softmax`` over all of them.
+
+    The baseline every fast path is checked against (``TrainConfig(completion_only_head=False)``), and the
+    fallback for models without a separable LM head. Same layout as :func:`completion_logps`.
+    """
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    lp = logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    mask = (completion_mask[:, 1:].bool() & attention_mask[:, 1:].bool()).float()
+    return TokenLogps(logps=lp * mask, mask=mask)

@@ -99,6 +99,21 @@ class Reference:
             return self.sums(prompts, completions, input_ids.device)
         return self.token_logps(input_ids, attention_mask, completion_mask)
 
+    @torch.no_grad()
+    def packed_logps(
+        self, prompts: Sequence[list[int]], completions: Sequence[list[int]], packed: Any
+    ) -> Tensor | None:
+        """As :meth:`logps` for a packed batch (``alignkit.engine.packing.PackedBatch``): the same layout as the
+        policy's packed log-probs (model/lora, which must be in packed attention) or summed (cache)."""
+        if self.kind == "none":
+            return None
+        if self.kind == "cache":
+            return self.sums(prompts, completions, packed.input_ids.device)
+        from alignkit.engine.packing import packed_logps
+
+        with self._active() as m:
+            return packed_logps(m, packed).logps
+
     def build_cache(
         self,
         model: nn.Module,
@@ -110,8 +125,12 @@ class Reference:
         batch_size: int = 64,
         lora: bool = False,
         progress: bool = False,
+        packed: bool = False,
     ) -> None:
-        """Compute (or load) the reference sums of every pair. ``cache_dir=None`` keeps them in memory only."""
+        """Compute (or load) the reference sums of every pair. ``cache_dir=None`` keeps them in memory only.
+
+        ``packed=True`` scores them padding-free (the model must be in packed attention); the sums agree with the
+        padded path's to rounding (fp64 sums), so the cache key does not depend on it."""
         unique = list(dict.fromkeys((tuple(p), tuple(c)) for p, c in pairs))
         h = hashlib.sha256(fingerprint.encode())
         for p, c in unique:
@@ -131,14 +150,21 @@ class Reference:
         if sums is None:
             ctx: Any = model.disable_adapter() if lora else contextlib.nullcontext()
             with ctx:
-                sums, _ = sequence_logps(
-                    model,
-                    [list(p) for p, _ in unique],
-                    [list(c) for _, c in unique],
-                    batch_size=batch_size,
-                    pad_token_id=pad_token_id,
-                    progress=progress,
-                )
+                if packed:
+                    from alignkit.engine.packing import packed_sequence_logps
+
+                    sums, _ = packed_sequence_logps(
+                        model, [list(p) for p, _ in unique], [list(c) for _, c in unique], progress=progress
+                    )
+                else:
+                    sums, _ = sequence_logps(
+                        model,
+                        [list(p) for p, _ in unique],
+                        [list(c) for _, c in unique],
+                        batch_size=batch_size,
+                        pad_token_id=pad_token_id,
+                        progress=progress,
+                    )
             if self.cache_file is not None:
                 from safetensors.torch import save_file
 

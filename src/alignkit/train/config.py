@@ -67,6 +67,12 @@ class TrainConfig:
     online_top_k: int = 0
     tensorboard: bool = True
     hooks: Any = ()
+    # --- speed (docs/speed.md); every fast path gives the plain path's log-probs and gradients ---
+    packing: bool | None = None  # padding-free packing; None: on where the model's attention can be routed
+    shared_prompt: bool = True  # paired + packing: each prompt computed once per pair
+    completion_only_head: bool = True  # False: the plain padded forward with full [B, L, V] logits
+    token_budget: int | None = None  # micro-batches by packed tokens (<= budget) instead of batch_size rows
+    compile: bool = False  # torch.compile the decoder layers' MLP blocks (opt-in)
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:
@@ -82,6 +88,8 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "logging_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.token_budget is not None and int(self.token_budget) < 1:
+            raise ValueError(f"token_budget must be >= 1 tokens; got {self.token_budget}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1; got {self.max_steps}")
         if self.max_steps is None and not self.epochs > 0:

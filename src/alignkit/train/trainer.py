@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import math
 import os
 import random
@@ -26,7 +27,15 @@ from torch import Tensor, nn
 from alignkit.data.prepare import Example, Prepared, prepare
 from alignkit.engine.batching import build_paired, build_sft, build_unpaired, paired_inputs, single_inputs
 from alignkit.engine.generation import sample
-from alignkit.engine.logprobs import completion_logps, unwrap_model
+from alignkit.engine.logprobs import completion_logps, full_logits_logps, unwrap_model
+from alignkit.engine.packing import (
+    PackedBatch,
+    pack_pairs,
+    pack_sequences,
+    packed_logps,
+    packing_support,
+    use_packed_attention,
+)
 from alignkit.engine.reference import Reference, default_cache_dir, model_fingerprint
 from alignkit.registry import Objective, get
 from alignkit.train.checkpoint import (
@@ -51,25 +60,36 @@ class TrainResult:
     seconds: float
     data_report: dict[str, Any] = field(default_factory=dict)
     reference: str = "none"
+    fast_paths: dict[str, Any] = field(default_factory=dict)
+
+
+_log = logging.getLogger("alignkit.train")
 
 
 class _Scorer(nn.Module):
     """The policy forward as one module, so DDP wraps exactly what the step calls."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, full_logits: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.full_logits = full_logits
 
     def forward(
         self,
-        input_ids: Tensor,
-        attention_mask: Tensor,
-        completion_mask: Tensor,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        completion_mask: Tensor | None = None,
         with_log_sum_sq: bool = False,
+        packed: PackedBatch | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        tl = completion_logps(
-            self.model, input_ids, attention_mask, completion_mask, with_log_sum_sq=with_log_sum_sq
-        )
+        if packed is not None:
+            tl = packed_logps(self.model, packed, with_log_sum_sq=with_log_sum_sq)
+        elif self.full_logits and not with_log_sum_sq:
+            tl = full_logits_logps(self.model, input_ids, attention_mask, completion_mask)
+        else:
+            tl = completion_logps(
+                self.model, input_ids, attention_mask, completion_mask, with_log_sum_sq=with_log_sum_sq
+            )
         return tl.logps, tl.mask, tl.log_sum_sq
 
 
@@ -245,9 +265,70 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
 class _Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
+        self.packing = False
+        self.fast: dict[str, Any] = {}
+
+    def run(self) -> TrainResult:
+        # the packed-attention switch of the model(s) is undone however the run ends
+        with contextlib.ExitStack() as stack:
+            self.stack = stack
+            return self._run()
+
+    def _fast_paths(self, model: nn.Module, ref_model: nn.Module | None, mode: str) -> None:
+        """Decide (and log) which fast paths this run uses; switch the model(s) to packed attention."""
+        cfg = self.cfg
+        fast: dict[str, Any] = {
+            "head": "completion-only" if cfg.completion_only_head else "full-logits",
+            "packing": False,
+            "shared_prompt": False,
+            "compile": False,
+        }
+        why = None
+        if cfg.packing is False:
+            why = "packing=False"
+        elif not cfg.completion_only_head:
+            why = "completion_only_head=False (plain padded full-logits path)"
+        if why is None:
+            for what, m in (("model", model), ("ref_model", ref_model)):
+                if m is None:
+                    continue
+                ok, reason = packing_support(m)
+                if not ok:
+                    why = f"{what}: {reason}"
+                    break
+        if why is None:
+            self.stack.enter_context(use_packed_attention(model))
+            if ref_model is not None:
+                self.stack.enter_context(use_packed_attention(ref_model))
+            self.packing = True
+            fast["packing"] = True
+            fast["shared_prompt"] = bool(cfg.shared_prompt) and mode in ("paired", "online")
+        elif cfg.packing:
+            raise ValueError(f"packing=True but it cannot be used: {why}")
+        else:
+            fast["packing_off"] = why
+            if cfg.packing is None and cfg.completion_only_head:
+                _log.warning("alignkit: padding-free packing is off (%s); using the padded path", why)
+        if cfg.compile:
+            fast["compile"] = self._compile(model)
+        if self.rank == 0:
+            _log.info("alignkit fast paths: %s", fast)
+        self.fast = fast
+
+    def _compile(self, model: nn.Module) -> bool:
+        """``torch.compile`` each decoder layer's MLP in place (state-dict keys unchanged); False if impossible."""
+        decoder = unwrap_model(model).get_decoder() if hasattr(unwrap_model(model), "get_decoder") else None
+        layers = getattr(decoder, "layers", None)
+        mlps = [getattr(layer, "mlp", None) for layer in layers] if layers is not None else []
+        if not mlps or any(m is None for m in mlps):
+            _log.warning("alignkit: compile=True but the decoder has no layers[i].mlp; not compiling")
+            return False
+        for m in mlps:
+            m.compile(dynamic=True)
+        return True
 
     # --- setup -------------------------------------------------------------------------------------------------
-    def run(self) -> TrainResult:  # noqa: C901 - the loop reads top to bottom
+    def _run(self) -> TrainResult:  # noqa: C901 - the loop reads top to bottom
         cfg = self.cfg
         t0 = time.time()
         if cfg.model is None:
@@ -355,6 +436,7 @@ class _Trainer:
         if ref_model is not None:
             ref_model.eval()
             ref_model.requires_grad_(False)
+        self._fast_paths(model, ref_model, mode)
         reference = Reference(kind, model if kind == "lora" else ref_model)
         if kind == "cache":
             pairs: list[tuple[list[int], list[int]]] = []
@@ -379,6 +461,7 @@ class _Trainer:
                 batch_size=cfg.ref_batch_size,
                 lora=cfg.lora and ref_model is None,
                 progress=cfg.progress and rank == 0,
+                packed=self.packing,
             )
         self.reference = reference
 
@@ -402,7 +485,7 @@ class _Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _schedule(cfg.lr_scheduler, total, warmup, cfg.wsd_decay_ratio)
         )
-        scorer: nn.Module = _Scorer(model)
+        scorer: nn.Module = _Scorer(model, full_logits=not cfg.completion_only_head)
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -542,6 +625,7 @@ class _Trainer:
             seconds=time.time() - t0,
             data_report=prepared.report.to_dict(),
             reference=kind,
+            fast_paths=dict(self.fast),
         )
 
     # --- pieces of a step --------------------------------------------------------------------------------------
@@ -612,7 +696,7 @@ class _Trainer:
         sums: dict[str, float] = {}
         wsum: dict[str, float] = {}
         tokens = 0.0
-        micros = [local[i : i + cfg.batch_size] for i in range(0, len(local), cfg.batch_size)]
+        micros = self._micro_batches(local)
         for k, micro in enumerate(micros):
             if token_norm:
                 n_tok = sum(len(e.completion_ids or e.chosen_ids) for e in micro)
@@ -647,7 +731,32 @@ class _Trainer:
         metrics.update({k: v for k, v in self.ctx.state.items() if k.startswith("online/")})
         return metrics, tokens
 
+    def _micro_batches(self, local: list[Example]) -> list[list[Example]]:
+        """``batch_size`` rows each, or (``token_budget``) consecutive runs of at most that many packed tokens."""
+        cfg = self.cfg
+        if cfg.token_budget is None:
+            return [local[i : i + cfg.batch_size] for i in range(0, len(local), cfg.batch_size)]
+        shared = self.packing and self.fast.get("shared_prompt", False)
+        micros: list[list[Example]] = []
+        cur: list[Example] = []
+        used = 0
+        for e in local:
+            if e.chosen_ids is not None:
+                n = len(e.prompt_ids) * (1 if shared else 2) + len(e.chosen_ids) + len(e.rejected_ids or [])
+            else:
+                n = len(e.prompt_ids) + len(e.completion_ids or [])
+            if cur and used + n > cfg.token_budget:
+                micros.append(cur)
+                cur, used = [], 0
+            cur.append(e)
+            used += n
+        if cur:
+            micros.append(cur)
+        return micros
+
     def _build(self, micro: list[Example]) -> tuple[Any, float]:
+        if self.packing:
+            return self._build_packed(micro)
         dev, pad, mode = self.device, self.pad, self.mode
         if mode in ("paired", "online"):
             ids, att, comp = paired_inputs(micro, pad, dev)
@@ -672,6 +781,36 @@ class _Trainer:
             kref = self.reference.logps(prompts, [e.kl_completion_ids for e in micro], kids, katt, kcomp)
             ref_kl = kref if kref.dim() == 1 else kref.double().sum(-1).float()
         return build_unpaired(logps, mask, [bool(e.label) for e in micro], ref, kl, ref_kl), float(att.sum())
+
+    def _build_packed(self, micro: list[Example]) -> tuple[Any, float]:
+        """As :meth:`_build`, padding-free: one packed row, shared prompts for pairs (``docs/speed.md``)."""
+        dev, mode = self.device, self.mode
+        prompts = [e.prompt_ids for e in micro]
+        if mode in ("paired", "online"):
+            chosen = [e.chosen_ids for e in micro]
+            rejected = [e.rejected_ids for e in micro]
+            packed = pack_pairs(prompts, chosen, rejected, dev, shared_prompt=self.fast["shared_prompt"])
+            with self.autocast():
+                logps, mask, lss = self.scorer(with_log_sum_sq=self.with_lss, packed=packed)
+            ref = self.reference.packed_logps(prompts * 2, chosen + rejected, packed)
+            return build_paired(logps, mask, lss, ref), float(packed.real_tokens)
+        comps = [e.completion_ids for e in micro]
+        packed = pack_sequences(prompts, comps, dev)
+        with self.autocast():
+            logps, mask, _ = self.scorer(packed=packed)
+        if mode == "sft":
+            return build_sft(logps, mask), float(packed.real_tokens)
+        ref = self.reference.packed_logps(prompts, comps, packed)
+        kl = ref_kl = None
+        if micro[0].kl_completion_ids is not None:
+            kcomps = [e.kl_completion_ids for e in micro]
+            kpacked = pack_sequences(prompts, kcomps, dev)
+            with torch.no_grad(), self.autocast():
+                kl = packed_logps(self.model, kpacked).sums().float()
+            kref = self.reference.packed_logps(prompts, kcomps, kpacked)
+            ref_kl = kref if kref.dim() == 1 else kref.double().sum(-1).float()
+        labels = [bool(e.label) for e in micro]
+        return build_unpaired(logps, mask, labels, ref, kl, ref_kl), float(packed.real_tokens)
 
     def _reduce(self, metrics: dict[str, float], tokens: float) -> tuple[dict[str, float], float]:
         gathered: list[Any] = [None] * self.world
