@@ -45,12 +45,16 @@ class _HeadLogps(torch.autograd.Function):
         lses: list[Tensor] = []
         for s in range(0, n, tile):
             logits = nn.functional.linear(hidden[s : s + tile], weight, bias).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            out[s : s + tile] = logits.gather(-1, targets[s : s + tile, None]).squeeze(-1) - lse
+            # logsumexp in place: max, exp(logits - max), sum; the tile's buffer then becomes its softmax
+            mx = logits.amax(-1, keepdim=True)
+            picked = logits.gather(-1, targets[s : s + tile, None])
+            total = logits.sub_(mx).exp_().sum(-1, keepdim=True)
+            lse = total.log_().add_(mx)
+            out[s : s + tile] = (picked - lse).squeeze(-1)
             if keep:
-                kept.append(logits.sub_(lse[:, None]).exp_())
+                kept.append(logits.mul_(torch.exp(mx - lse)))  # exp(l - max) * exp(max - lse) = softmax
             else:
-                lses.append(lse)
+                lses.append(lse.squeeze(-1))
         ctx.tile, ctx.keep, ctx.has_bias = tile, keep, bias is not None
         ctx.save_for_backward(hidden, weight, bias if bias is not None else hidden.new_empty(0), targets)
         ctx.kept = kept
@@ -70,12 +74,17 @@ class _HeadLogps(torch.autograd.Function):
             h = hidden[s : s + tile]
             g = grad[s : s + tile]
             if ctx.keep:
+                if ctx.kept is None:
+                    raise RuntimeError(
+                        "backward through alignkit's LM head ran twice (retain_graph is unsupported)"
+                    )
                 probs = ctx.kept[k]
+                ctx.kept[k] = None  # consumed in place below
             else:
                 logits = nn.functional.linear(h, weight, bias if ctx.has_bias else None).float()
                 probs = logits.sub_(ctx.lses[k][:, None]).exp_()
-            # d(sum_i g_i lp_i)/d logits = g * (onehot(target) - softmax)
-            gl = probs * (-g[:, None])
+            # d(sum_i g_i lp_i)/d logits = g * (onehot(target) - softmax), built in the probabilities' buffer
+            gl = probs.mul_(-g[:, None])
             gl.scatter_add_(-1, targets[s : s + tile, None], g[:, None])
             if need_h:
                 gh[s : s + tile] = (gl.to(weight.dtype) @ weight).to(hidden.dtype)

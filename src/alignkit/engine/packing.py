@@ -42,6 +42,10 @@ class SegmentInfo:
 
     def __init__(self, segments: list[tuple[int, int, int, int]], device: torch.device) -> None:
         self.segments = segments
+        # lengths of the pieces the packed row splits into: [prompt, chosen, rejected] or [sequence]
+        self.sizes: list[int] = []
+        for _, p, a, b in segments:
+            self.sizes += [p, a, b] if b else [p + a]
         self.masks: dict[int, Tensor] = {}
         for i, (_, p, _, b) in enumerate(segments):
             if b:
@@ -84,25 +88,30 @@ def packed_attention(
     if groups > 1:
         key = key.repeat_interleave(groups, dim=1)
         value = value.repeat_interleave(groups, dim=1)
+    # One split per tensor (not a slice per segment): backward then concatenates the pieces' gradients once
+    # instead of zero-filling and accumulating a full-size gradient for every slice.
+    sizes = info.sizes
+    qs, ks, vs = (t.split(sizes, dim=2) for t in (query, key, value))
     outs: list[Tensor] = []
-    for i, (s, p, a, b) in enumerate(info.segments):
-        e = s + p + a
+    j = 0
+    for i, (_, _, _, b) in enumerate(info.segments):
+        if b:
+            qp, qa, qb = qs[j : j + 3]
+            kp, ka, kb = ks[j : j + 3]
+            vp, va, vb = vs[j : j + 3]
+            j += 3
+            q1, k1, v1 = torch.cat([qp, qa], 2), torch.cat([kp, ka], 2), torch.cat([vp, va], 2)
+        else:
+            q1, k1, v1 = qs[j], ks[j], vs[j]
+            j += 1
         outs.append(
-            F.scaled_dot_product_attention(
-                query[:, :, s:e],
-                key[:, :, s:e],
-                value[:, :, s:e],
-                is_causal=True,
-                dropout_p=dropout,
-                scale=scaling,
-            )
+            F.scaled_dot_product_attention(q1, k1, v1, is_causal=True, dropout_p=dropout, scale=scaling)
         )
         if b:
-            ks = torch.cat([key[:, :, s : s + p], key[:, :, e : e + b]], dim=2)
-            vs = torch.cat([value[:, :, s : s + p], value[:, :, e : e + b]], dim=2)
+            k2, v2 = torch.cat([kp, kb], 2), torch.cat([vp, vb], 2)
             outs.append(
                 F.scaled_dot_product_attention(
-                    query[:, :, e : e + b], ks, vs, attn_mask=info.masks[i], dropout_p=dropout, scale=scaling
+                    qb, k2, v2, attn_mask=info.masks[i], dropout_p=dropout, scale=scaling
                 )
             )
     out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]

@@ -1,0 +1,447 @@
+"""DPO step time, tokens/s, peak RSS and MFU: alignkit's ``train`` against TRL's ``DPOTrainer``, interleaved.
+
+    python benchmarks/dpo_vs_trl.py            # configs A, B, C, 3 repeats, then the sweeps and the plots
+    python benchmarks/dpo_vs_trl.py --quick    # smoke run: tiny steps, 1 repeat, no sweeps
+
+Every run is its own process (``--worker``), alternating alignkit / TRL, so machine noise hits both. Both load
+the same saved model (Llama-style, 4 layers, d=256, vocab 32k unless swept) and the same rows (one token per
+word through a ``tokenizers`` WordLevel tokenizer; prompts 64-256 words, completions 16-128, drawn per row),
+8 pairs per step, AdamW lr 1e-5 (no weight decay, grad-clip 1.0), fp32, sigmoid DPO beta 0.1, 2 threads.
+
+Configs: A = reference model run each step; B = reference log-probs cached (alignkit ``reference="cache"``) /
+precomputed (TRL ``precompute_ref_log_probs``), the one-off precompute is reported but not in s/step;
+C = as A with 1024-token prompts.
+
+Metrics: s/step = median over timed steps (after 1 warm-up step) of one process, then median over repeats.
+Real tokens = non-pad tokens of prompt+chosen and prompt+rejected (the prompt counted twice, as TRL's
+``num_tokens``). Peak RSS = ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the worker process.
+MFU = model FLOPs / step time / matmul peak. Model FLOPs of a step are the FLOPs the DPO step needs at minimum:
+policy forward+backward = 3 x forward, reference forward = 1 x forward (configs A, C), where one forward costs
+2 x (non-embedding backbone matmul weights) per computed token (prompt once per pair) + 2 x d x V per scored
+completion token (the LM head) + 4 x d per attended (query, key) pair per layer. Embedding lookups, norms and
+the optimizer are not counted. The peak is the best fp32 ``torch.mm`` GFLOP/s measured in this run (2 threads).
+All processes run with ``OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE`` (see RESULTS.md for why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CONFIGS = {
+    "A": dict(prompt=(64, 256), ref="model"),
+    "B": dict(prompt=(64, 256), ref="cache"),
+    "C": dict(prompt=(1024, 1024), ref="model"),
+}
+D_MODEL, LAYERS, HEADS, FFN = 256, 4, 4, 1024
+PAIRS = 8
+
+
+# --------------------------------------------------------------------------------------------- model and data
+def build_tokenizer(vocab: int):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<eos>", "<unk>"] + [f"w{i}" for i in range(vocab - 3)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+    )
+
+
+def build_model_dir(path: Path, vocab: int) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=D_MODEL,
+        intermediate_size=FFN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=HEADS,
+        max_position_embeddings=4096,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=1,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    build_tokenizer(vocab).save_pretrained(path)
+
+
+def build_rows(n: int, vocab: int, prompt: tuple[int, int], seed: int = 0) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+
+    def text(k: int) -> str:
+        return " ".join(f"w{rng.randrange(vocab - 3)}" for _ in range(k))
+
+    return [
+        {
+            "prompt": text(rng.randint(*prompt)),
+            "chosen": text(rng.randint(16, 128)),
+            "rejected": text(rng.randint(16, 128)),
+        }
+        for _ in range(n)
+    ]
+
+
+def step_flops(lengths: list[tuple[int, int, int]], vocab: int, ref_each_step: bool) -> float:
+    """Model FLOPs of one DPO step over pairs ``(prompt, chosen, rejected)`` token counts (see module doc)."""
+    backbone = LAYERS * (4 * D_MODEL * D_MODEL + 3 * D_MODEL * FFN)
+    tokens = scored = attended = 0
+    for p, c, r in lengths:
+        tokens += p + c + r
+        scored += c + r
+        n = p + c
+        attended += n * (n + 1) // 2 + r * p + r * (r + 1) // 2
+    fwd = 2 * backbone * tokens + 2 * D_MODEL * vocab * scored + 4 * D_MODEL * LAYERS * attended
+    return fwd * (4 if ref_each_step else 3)
+
+
+def matmul_peak() -> float:
+    """Best fp32 GFLOP/s of ``torch.mm`` on 2 threads (square and LM-head-like shapes)."""
+    import torch
+
+    torch.set_num_threads(2)
+    best = 0.0
+    for m, k, n in ((2048, 2048, 2048), (1024, 256, 32000), (4096, 256, 1024), (1536, 1536, 1536)):
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        torch.mm(a, b)
+        for _ in range(3):
+            t = time.perf_counter()
+            torch.mm(a, b)
+            best = max(best, 2 * m * k * n / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+# --------------------------------------------------------------------------------------------------- workers
+def worker_alignkit(args: argparse.Namespace) -> dict:
+    import torch
+
+    import alignkit as ak
+    from alignkit.train import Hook
+
+    torch.set_num_threads(2)
+    rows = json.loads(Path(args.data).read_text())
+    times: list[float] = []
+    toks: list[int] = []
+    lens: list[list[tuple[int, int, int]]] = []
+    marks = {"first": None}
+
+    class Timer(Hook):
+        def on_step_begin(self, ctx):
+            if marks["first"] is None:
+                marks["first"] = time.perf_counter()
+            self.t = time.perf_counter()
+            self.n = 0
+            self.lens = []
+
+        def extra_loss(self, ctx, micro, out):
+            for e in micro.examples:
+                p, c, r = len(e.prompt_ids), len(e.chosen_ids), len(e.rejected_ids)
+                self.n += 2 * p + c + r
+                self.lens.append((p, c, r))
+            return None
+
+        def on_step_end(self, ctx, record):
+            times.append(time.perf_counter() - self.t)
+            toks.append(self.n)
+            lens.append(self.lens)
+
+    t0 = time.perf_counter()
+    cache = tempfile.mkdtemp(prefix="ak-bench-cache-")
+    kw = dict(reference="model", ref_model=args.model) if args.ref == "model" else dict(reference="cache")
+    res = ak.train(
+        objective="dpo",
+        model=args.model,
+        data=rows,
+        batch_size=PAIRS,
+        max_steps=args.steps,
+        learning_rate=1e-5,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        lr_scheduler="linear",
+        max_length=4096,
+        max_prompt_length=4096,
+        hyper_parameters={"beta": 0.1},
+        progress=False,
+        tensorboard=False,
+        cache_dir=cache,
+        seed=0,
+        hooks=[Timer()],
+        **kw,
+    )
+    setup = marks["first"] - t0
+    return dict(times=times, tokens=toks, lengths=lens, setup_s=setup, fast_paths=res.fast_paths)
+
+
+def worker_trl(args: argparse.Namespace) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    torch.set_num_threads(2)
+    rows = json.loads(Path(args.data).read_text())
+    times: list[float] = []
+    toks: list[float] = []
+    state = {"t": 0.0, "seen": 0.0, "first": None}
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, a, s, c, **kw):
+            if state["first"] is None:
+                state["first"] = time.perf_counter()
+            state["t"] = time.perf_counter()
+
+        def on_step_end(self, a, s, c, **kw):
+            times.append(time.perf_counter() - state["t"])
+
+        def on_log(self, a, s, c, logs=None, **kw):
+            if logs and "num_tokens" in logs:
+                toks.append(logs["num_tokens"] - state["seen"])
+                state["seen"] = logs["num_tokens"]
+
+    t0 = time.perf_counter()
+    out = tempfile.mkdtemp(prefix="trl-bench-")
+    cfg = DPOConfig(
+        output_dir=out,
+        per_device_train_batch_size=PAIRS,
+        max_steps=args.steps,
+        learning_rate=1e-5,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        lr_scheduler_type="linear",
+        optim="adamw_torch",
+        beta=0.1,
+        loss_type=["sigmoid"],
+        max_length=4096,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,  # faster on this CPU than TRL's default True (memory is not the limit)
+        precompute_ref_log_probs=args.ref == "cache",
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        dataloader_num_workers=0,
+        seed=0,
+        disable_tqdm=True,
+    )
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(args.model)
+    trainer = DPOTrainer(
+        model=model,
+        args=cfg,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        callbacks=[Timer()],
+    )
+    trainer.train()
+    return dict(times=times, tokens=toks, setup_s=state["first"] - t0)
+
+
+# ---------------------------------------------------------------------------------------------------- driver
+def run_worker(system: str, model: Path, data: Path, steps: int, ref: str) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = f.name
+    cmd = [sys.executable, __file__, "--worker", system, "--model", str(model), "--data", str(data)]
+    cmd += ["--steps", str(steps), "--ref", ref, "--out", out]
+    env = dict(os.environ, OMP_NUM_THREADS="2", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{system} worker failed:\n{proc.stderr[-4000:]}")
+    res = json.loads(Path(out).read_text())
+    res["wall_s"] = time.perf_counter() - t
+    return res
+
+
+def summarise(res: dict, warmup: int) -> dict:
+    times, toks = res["times"][warmup:], res["tokens"][warmup:]
+    return dict(
+        s_step=statistics.median(times),
+        tok_s=sum(toks) / sum(times),
+        rss_gb=res["rss_kb"] / 1e6,
+        setup_s=res["setup_s"],
+    )
+
+
+def bench(
+    name: str,
+    prompt: tuple[int, int],
+    ref: str,
+    vocab: int,
+    repeats: int,
+    steps: int,
+    work: Path,
+    peak: list[float],
+    progress,
+    task,
+) -> dict:
+    model = work / f"model-v{vocab}"
+    if not model.exists():
+        build_model_dir(model, vocab)
+    rows = build_rows(PAIRS * steps, vocab, prompt, seed=1)
+    data = work / f"rows-{name}.json"
+    data.write_text(json.dumps(rows))
+    warmup = 1
+    runs: dict[str, list[dict]] = {"alignkit": [], "trl": []}
+    flops = []
+    for rep in range(repeats):
+        order = ("alignkit", "trl") if rep % 2 == 0 else ("trl", "alignkit")
+        for system in order:
+            peak.append(matmul_peak())
+            progress.update(task, description=f"{name} rep {rep + 1}/{repeats}: {system}")
+            r = run_worker(system, model, data, steps, ref)
+            runs[system].append(summarise(r, warmup))
+            if system == "alignkit":
+                fl = [step_flops(ls, vocab, ref == "model") for ls in r["lengths"][warmup:]]
+                flops.append(statistics.median([f / t for f, t in zip(fl, r["times"][warmup:], strict=True)]))
+                runs[system][-1]["fast_paths"] = r["fast_paths"]
+            progress.advance(task)
+    med = {
+        s: {k: statistics.median(x[k] for x in runs[s]) for k in ("s_step", "tok_s", "rss_gb", "setup_s")}
+        for s in runs
+    }
+    p = max(peak)
+    return dict(
+        name=name,
+        prompt=list(prompt),
+        ref=ref,
+        vocab=vocab,
+        repeats=repeats,
+        steps=steps,
+        alignkit=med["alignkit"],
+        trl=med["trl"],
+        runs=runs,
+        tok_ratio=med["alignkit"]["tok_s"] / med["trl"]["tok_s"],
+        rss_ratio=med["alignkit"]["rss_gb"] / med["trl"]["rss_gb"],
+        achieved_gflops=statistics.median(flops) / 1e9,
+        peak_gflops=p,
+        mfu=statistics.median(flops) / 1e9 / p,
+    )
+
+
+def line(r: dict) -> str:
+    a, t = r["alignkit"], r["trl"]
+    return (
+        f"{r['name']:>10}: alignkit {a['s_step']:.2f} s/step {a['tok_s']:.0f} tok/s {a['rss_gb']:.2f} GB | "
+        f"TRL {t['s_step']:.2f} s/step {t['tok_s']:.0f} tok/s {t['rss_gb']:.2f} GB | "
+        f"x{r['tok_ratio']:.2f} tok/s, RSS x{r['rss_ratio']:.2f} | MFU {100 * r['mfu']:.0f}% "
+        f"({r['achieved_gflops']:.0f}/{r['peak_gflops']:.0f} GFLOP/s)"
+    )
+
+
+def plots(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for key, xlabel, fname in (
+        ("prompt", "prompt length (tokens, mean of the drawn range)", "plot_prompt_length.png"),
+        ("vocab", "vocabulary size", "plot_vocab_size.png"),
+    ):
+        pts = [r for r in results if r.get("sweep") in (key, "both")]
+        if len(pts) < 2:
+            continue
+        xs = [sum(r["prompt"]) / 2 if key == "prompt" else r["vocab"] for r in pts]
+        order = sorted(range(len(xs)), key=xs.__getitem__)
+        xs = [xs[i] for i in order]
+        pts = [pts[i] for i in order]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for sysname, style in (("alignkit", "o-"), ("trl", "s--")):
+            axes[0].plot(xs, [r[sysname]["s_step"] for r in pts], style, label=sysname)
+            axes[1].plot(xs, [r[sysname]["rss_gb"] for r in pts], style, label=sysname)
+        axes[0].set_ylabel("s / step (8 pairs, ref model each step)")
+        axes[1].set_ylabel("peak RSS (GB)")
+        for ax in axes:
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.suptitle(f"DPO step on 2 CPU cores: alignkit vs TRL 1.16 ({key} sweep)")
+        fig.tight_layout()
+        fig.savefig(path / fname, dpi=110)
+        plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 2 steps, config A only")
+    ap.add_argument("--configs", default="A,B,C")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=3, help="steps per run (the first is a warm-up)")
+    ap.add_argument("--sweeps", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--json", default=str(HERE / "results.json"))
+    ap.add_argument("--worker", choices=["alignkit", "trl"])
+    ap.add_argument("--model")
+    ap.add_argument("--data")
+    ap.add_argument("--ref", default="model")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    # Spinning OpenMP threads collapse when the 2 cores are shared (4x slower steps at load 3-4); passive
+    # waiting costs nothing when the machine is idle. Set for both systems alike (and this process's peak).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if args.worker:
+        res = (worker_alignkit if args.worker == "alignkit" else worker_trl)(args)
+        res["rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        Path(args.out).write_text(json.dumps(res))
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if args.quick:
+        args.repeats, args.steps, args.configs, args.sweeps = 1, 2, "A", False
+    plan = [(c, CONFIGS[c]["prompt"], CONFIGS[c]["ref"], 32000, None) for c in args.configs.split(",")]
+    if args.sweeps:
+        plan += [("P512", (512, 512), "model", 32000, "prompt")]
+        plan += [("V8k", (64, 256), "model", 8000, "vocab"), ("V64k", (64, 256), "model", 64000, "vocab")]
+    load = os.getloadavg()
+    print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; cpus: {os.cpu_count()}")
+    results = []
+    peak: list[float] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="dpo-bench-") as tmp,
+        Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+        ) as progress,
+    ):
+        total = sum((args.repeats if sweep is None else 1) * 2 for *_, sweep in plan)
+        task = progress.add_task("benchmark", total=total)
+        for name, prompt, ref, vocab, sweep in plan:
+            reps = args.repeats if sweep is None else 1
+            r = bench(name, prompt, ref, vocab, reps, args.steps, Path(tmp), peak, progress, task)
+            r["sweep"] = sweep
+            if name == "A":
+                r["sweep"] = "both"
+            if name == "C":
+                r["sweep"] = "prompt"
+            r["load_avg"] = os.getloadavg()[0]
+            results.append(r)
+            progress.console.print(line(r))
+    end_load = os.getloadavg()
+    print(f"load average at end: {end_load[0]:.2f} {end_load[1]:.2f} {end_load[2]:.2f}")
+    for r in results:
+        print(line(r))
+    meta = dict(load_start=load, load_end=end_load, peak_gflops=max(peak), argv=sys.argv[1:])
+    Path(args.json).write_text(json.dumps(dict(meta=meta, results=results), indent=1))
+    if not args.quick:
+        plots(results, HERE)
+
+
+if __name__ == "__main__":
+    main()
