@@ -73,6 +73,9 @@ def registry_markdown(items: list | None = None) -> str:
 
 def snippet(c: Objective) -> str:
     """A runnable example for an objective, on random tensors of the right batch type."""
+    custom = getattr(c.fn, "example", None)  # objectives on other batch types carry their own
+    if custom:
+        return custom
     bt = c.batch_type.__name__ if c.batch_type else "PreferenceBatch"
     hp = ", ".join(f"{k}={v!r}" for k, v in c.defaults.items() if k in ("beta", "gamma", "eta", "alpha"))
     call = f'ak.get("{c.name}")(batch{", " + hp if hp else ""})'

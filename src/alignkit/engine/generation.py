@@ -34,12 +34,17 @@ def sample(
     pad_token_id: int | None = None,
     progress: bool = True,
     description: str = "sampling",
+    logits_processor: Any = None,
 ) -> list[list[list[int]]]:
     """Sample ``num_samples`` completions per prompt: ``out[prompt][sample]`` is a list of new token ids.
 
     The prompt is not included; a completion ends just after its first EOS token (kept). ``temperature=0`` is
     greedy decoding; ``top_k=0`` and ``top_p=1`` disable those filters. Deterministic given ``seed`` (each batch
     reseeds a forked RNG, so the global RNG is untouched).
+
+    ``logits_processor`` (optional): a callable ``(input_ids, scores) -> scores`` or a list of them, applied at
+    every step to the next-token logits of the whole (left-padded) sequence batch before temperature/top-k/top-p
+    (the hook decoding-time methods use, see ``alignkit.decoding``). ``None`` leaves sampling unchanged.
     """
     from transformers import GenerationConfig
 
@@ -75,6 +80,12 @@ def sample(
     if not greedy:
         gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
     gconf = GenerationConfig(**gen_kwargs)
+    extra: dict[str, Any] = {}
+    if logits_processor is not None:
+        from transformers import LogitsProcessorList
+
+        procs = logits_processor if isinstance(logits_processor, (list, tuple)) else [logits_processor]
+        extra["logits_processor"] = LogitsProcessorList(procs)
     device = model_device(model)
     # Every prompt is repeated num_samples times by generate; batch over prompts.
     per_batch = max(1, batch_size // num_samples)
@@ -96,7 +107,10 @@ def sample(
                 with torch.random.fork_rng(devices=devices), torch.no_grad():
                     torch.manual_seed(seed * 1_000_003 + b)
                     gen = gen_model.generate(
-                        input_ids=ids.to(device), attention_mask=att.to(device), generation_config=gconf
+                        input_ids=ids.to(device),
+                        attention_mask=att.to(device),
+                        generation_config=gconf,
+                        **extra,
                     )
                 new = gen[:, width:].tolist()
                 for i in range(len(chunk)):

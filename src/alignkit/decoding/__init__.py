@@ -1,0 +1,37 @@
+"""Decoding-time alignment (issue #8): methods that align a model's outputs at inference time — logit mixing
+(DeRa, InRa/CLM, AED), search and selection (Darwin, alignment resampling with a watermark), prompting
+(URIAL, guideline retrieval), rewriting (Aligners), a learned global prefix (Aligner) and lexical shortlists.
+Importing this package registers them; ``alignkit generate --decoder NAME`` runs a registered decoder.
+
+A registered decoder is ``fn(model, tokenizer, prompts, context, **hyper_parameters) -> out[prompt][sample]``
+where ``context`` is a :class:`DecodeContext` (reference model, reward function, sampling settings).
+"""
+
+from alignkit.decoding._common import DecodeContext, interpolate_logits, next_token_logits, sample_text
+from alignkit.decoding.clm import ControlProcessor, add_identity_layer, clm
+from alignkit.decoding.dera import DeRaProcessor, dera, dera_logits
+from alignkit.decoding.flexible_realignment import (
+    DistillBatch,
+    distill_batch,
+    fused_teacher_logprobs,
+    inra,
+    trra,
+)
+
+__all__ = [
+    "ControlProcessor",
+    "DistillBatch",
+    "add_identity_layer",
+    "clm",
+    "distill_batch",
+    "fused_teacher_logprobs",
+    "inra",
+    "trra",
+    "DeRaProcessor",
+    "DecodeContext",
+    "dera",
+    "dera_logits",
+    "interpolate_logits",
+    "next_token_logits",
+    "sample_text",
+]
