@@ -17,8 +17,12 @@ from alignkit.decoding.flexible_realignment import (
     inra,
     trra,
 )
+from alignkit.decoding.watermark_resampling import GreenListWatermark, alignment_resampling, best_of_n
 
 __all__ = [
+    "GreenListWatermark",
+    "alignment_resampling",
+    "best_of_n",
     "ControlProcessor",
     "DistillBatch",
     "add_identity_layer",
