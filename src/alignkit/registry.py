@@ -250,6 +250,7 @@ def _ensure_loaded() -> None:
     import alignkit.diagnostics  # noqa: F401
     import alignkit.merging  # noqa: F401
     import alignkit.objectives  # noqa: F401
+    import alignkit.safety  # noqa: F401
 
 
 def get(name: str) -> Component:

@@ -1,0 +1,318 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import alignkit as ak
+from alignkit.engine.tiny import tiny_llama
+from alignkit.safety import (
+    AlignGuardHook,
+    ALPSHook,
+    SuffixArray,
+    alignguard_regularizer,
+    belief_conflict_spans,
+    compliance_gap,
+    elasticity_curve,
+    finetuning_degradation,
+    fisher_diagonal,
+    fit_tradeoff,
+    gradient_collision_loss,
+    harmful_score_by_group,
+    head_scores,
+    js_distance,
+    opinion_similarity,
+    perturbation_sensitivity,
+    ptst_rows,
+    rebound_ratio,
+    restore_alignment_weights,
+    select_heads,
+    steering,
+    steering_tradeoff,
+    wasserstein_1d,
+)
+from alignkit.safety.ptst import LLAMA2_SAFETY_PROMPT
+from tests.safety._util import TOK, ids, run, same_weights
+
+
+def small():
+    return tiny_llama(vocab_size=len(TOK), hidden_size=16, num_layers=2, num_heads=2)
+
+
+PROMPTS = [ids("How to harm?"), ids("Make a weapon now")]
+
+
+def test_registered_with_provenance():
+    for name in (
+        "booster",
+        "lisa",
+        "alignguard_lora",
+        "restore_alignment_weights",
+        "ptst",
+        "alps",
+        "gradient_collision",
+        "steering_tradeoff",
+        "elasticity",
+        "belief_conflict_index",
+        "compliance_gap",
+        "finetuning_degradation",
+        "harmful_score_by_group",
+        "opinion_similarity",
+    ):
+        c = ak.get(name)
+        assert f"arXiv:{c.arxiv}" in " ".join(c.doc.split()) and c.formula, name
+
+
+# --- restore (2504.09757) ----------------------------------------------------------------------------------
+def _pair():
+    aligned, tuned = small(), small()
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return aligned, tuned
+
+
+def test_restore_zero_is_identity_and_full_is_aligned():
+    aligned, tuned = _pair()
+    before = {k: v.clone() for k, v in tuned.state_dict().items()}
+    r = restore_alignment_weights(
+        tuned, dict(aligned.named_parameters()), PROMPTS, layer=1, recovery_rate=0.0
+    )
+    assert r.n_restored == 0 and all(torch.equal(before[k], v) for k, v in tuned.state_dict().items())
+    r = restore_alignment_weights(
+        tuned,
+        dict(aligned.named_parameters()),
+        PROMPTS,
+        layer=1,
+        recovery_rate=1.0,
+        steps=1,
+        sign_filter=False,
+        selectable=lambda n: True,
+    )
+    assert same_weights(tuned, aligned) and r.n_restored == r.n_params
+
+
+def test_restore_partial_counts_and_exact_values():
+    aligned, tuned = _pair()
+    f = {n: p.detach().clone() for n, p in tuned.named_parameters()}
+    r = restore_alignment_weights(
+        tuned, dict(aligned.named_parameters()), PROMPTS, layer=2, recovery_rate=0.01, steps=3
+    )
+    a = dict(aligned.named_parameters())
+    assert 0 < r.n_restored <= 3 * math.ceil(0.01 * r.n_params)
+    for n, p in tuned.named_parameters():
+        m = r.restored.get(n)
+        if m is None:
+            assert torch.equal(p, f[n])  # not selectable (layer >= 2, norms, embeddings)
+        else:
+            assert torch.equal(p[m], a[n][m]) and torch.equal(p[~m], f[n][~m])
+            assert "norm" not in n
+
+
+# --- PTST (2402.18540) -------------------------------------------------------------------------------------
+def test_ptst_train_never_test_always_has_safety_prompt():
+    rows = [
+        {"prompt": "Add 2 and 3", "completion": "5"},
+        {
+            "messages": [
+                {"role": "system", "content": LLAMA2_SAFETY_PROMPT},
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+            ]
+        },
+    ]
+    train = ptst_rows(rows, stage="train")
+    test = ptst_rows(rows, stage="test")
+    assert all(m["role"] != "system" for r in train for m in r["messages"])
+    assert train[0]["messages"] == [
+        {"role": "user", "content": "Add 2 and 3"},
+        {"role": "assistant", "content": "5"},
+    ]
+    assert all(r["messages"][0] == {"role": "system", "content": LLAMA2_SAFETY_PROMPT} for r in test)
+    assert all(r["messages"][-1]["role"] == "user" for r in test)
+    with pytest.raises(ValueError, match="completion"):
+        ptst_rows([{"prompt": "x"}], stage="train")
+    text = TOK.apply_chat_template(train[0]["messages"], tokenize=False)
+    assert "<|system|>" not in text and "<|user|>Add 2 and 3" in text
+
+
+# --- ALPS (2505.18799) -------------------------------------------------------------------------------------
+def test_wasserstein_hand_values():
+    p = torch.tensor([1.0, 0.0, 0.0])
+    q = torch.tensor([0.0, 0.0, 1.0])
+    assert float(wasserstein_1d(p, q)) == pytest.approx(1.0)  # mass moved from x=0 to x=1
+    assert float(
+        wasserstein_1d(torch.tensor([0.5, 0.5, 0.0]), torch.tensor([0.0, 0.5, 0.5]))
+    ) == pytest.approx(0.5)
+    assert float(wasserstein_1d(p, p)) == 0.0
+
+
+def test_alps_scores_pick_the_moved_head_and_frozen_heads_stay_bitwise():
+    base = small()
+    task = {k: v.clone() for k, v in base.state_dict().items()}
+    task["model.layers.1.self_attn.q_proj.weight"][8:16] *= 3  # head 1 of layer 1 (head_dim 8)
+    s = head_scores(base.state_dict(), task, num_heads=2)
+    assert s.shape == (2, 2) and s[1, 1] > 0 and s[0].abs().sum() == 0 and s[1, 0] == 0
+    heads = select_heads(s, 0.25)
+    assert heads.tolist() == [[False, False], [False, True]]
+    model = small()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    r = ak.train(
+        objective="sft",
+        model=model,
+        tokenizer=TOK,
+        data=[{"prompt": "a", "completion": "bc"}] * 4,
+        batch_size=2,
+        max_steps=2,
+        learning_rate=1e-2,
+        progress=False,
+        hooks=[ALPSHook(heads)],
+    )
+    p = dict(r.model.named_parameters())
+    q = "model.layers.1.self_attn.q_proj.weight"
+    assert torch.equal(p[q][:8], before[q][:8]) and not torch.equal(p[q][8:], before[q][8:])
+    assert torch.equal(
+        p["model.layers.0.self_attn.v_proj.weight"], before["model.layers.0.self_attn.v_proj.weight"]
+    )
+
+
+# --- gradient collision (2308.09971) -----------------------------------------------------------------------
+def test_gradient_collision_hand_values():
+    w = nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+    def loss(x):
+        return (w * x).sum() ** 2 / 2  # grad = (w.x) x
+
+    same = gradient_collision_loss([w], loss, torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]))
+    assert float(same.detach()) == pytest.approx(1.0)
+    orth = gradient_collision_loss([w], loss, torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]))
+    assert float(orth.detach()) == pytest.approx(0.0)
+    dot = gradient_collision_loss([w], loss, torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0]), kind="dot")
+    assert float(dot.detach()) == pytest.approx(3.0)  # g1 = (w.x1) x1 = [3, 3], g2 = [1, 0]
+    g = torch.autograd.grad(
+        gradient_collision_loss([w], loss, torch.tensor([1.0, 1.0]), torch.tensor([1.0, -0.5])), w
+    )[0]
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+# --- steering (2401.16332) ---------------------------------------------------------------------------------
+def test_steering_zero_scale_identity_hook_removed_and_fit():
+    m = small().eval()
+    x = torch.tensor([ids("hello there")])
+    ref = m(x).logits
+    v = torch.randn(16)
+    with steering(m, 0, v, 0.0):
+        assert torch.equal(m(x).logits, ref)
+    with steering(m, 0, v, 2.0):
+        assert not torch.allclose(m(x).logits, ref)
+    assert torch.equal(m(x).logits, ref)
+    n = [0.0, 1.0, 2.0, 3.0]
+    fit = fit_tradeoff(n, [0.1 + 0.2 * t for t in n], [0.9 - 0.05 * t * t for t in n])
+    assert fit == pytest.approx({"a0": 0.1, "a1": 0.2, "h0": 0.9, "h2": 0.05})
+    out = steering_tradeoff(
+        m, 1, v, [0.0, 1.0], lambda mm: float(mm(x).logits[0, -1, 5].detach()), lambda mm: 1.0
+    )
+    assert out["norms"] == pytest.approx([0.0, float(v.norm())]) and out["alignment"][0] == float(
+        ref[0, -1, 5]
+    )
+
+
+# --- AlignGuard (2508.02079) -------------------------------------------------------------------------------
+def test_alignguard_hand_values_and_limits():
+    d = {"w": torch.tensor([1.0, 2.0])}
+    f = {"w": torch.tensor([4.0, 0.0])}  # s = [1, 0]: dW_A = [1, 0], dW_T = [0, 2]
+    t = alignguard_regularizer(d, f, lam_a=1, lam_t=1, lam_c=1, alpha=0.5)
+    assert float(t["fisher"]) == 4.0 and float(t["task"]) == 4.0
+    assert float(t["overlap"]) == 0.0 and float(t["separation"]) == 0.0 and float(t["total"]) == 8.0
+    f2 = {"w": torch.tensor([2.0, 2.0])}  # s = [1, 1]: everything alignment-critical
+    assert float(alignguard_regularizer(d, f2)["task"]) == 0.0
+    zero = alignguard_regularizer({"w": torch.zeros(2, requires_grad=True)}, f)
+    zero["total"].backward()
+    assert float(zero["total"]) == 0.0
+    model = small()
+    fisher = fisher_diagonal(model, lambda b: model(b, labels=b).loss, [torch.tensor([ids("abc")])])
+    plain = run()
+    off = run([AlignGuardHook(fisher_like(plain.model), lam_a=0, lam_t=0, lam_c=0)])
+    assert same_weights(plain.model, off.model)
+    on = run([AlignGuardHook(fisher_like(plain.model))])
+    assert all(math.isfinite(h["grad_norm"]) for h in on.history) and on.history[1]["alignguard/task"] > 0
+    assert all(torch.isfinite(v).all() and (v >= 0).all() for v in fisher.values())
+
+
+def fisher_like(model):
+    return {n: torch.rand_like(p) for n, p in model.named_parameters()}
+
+
+# --- measurements ------------------------------------------------------------------------------------------
+def test_compliance_gap_hand_example():
+    g = compliance_gap([True] * 30 + [False] * 70, [True] * 10 + [False] * 90)
+    assert g["gap"] == pytest.approx(0.20)
+    se = math.sqrt(0.3 * 0.7 / 100 + 0.1 * 0.9 / 100)
+    assert g["ci_high"] - g["gap"] == pytest.approx(1.959964 * se, rel=1e-5)
+    assert compliance_gap([True, False], [False, True])["gap"] == 0.0
+
+
+def test_harmful_score_by_group():
+    r = harmful_score_by_group(
+        [True, False, True, True],
+        [("fr", "local"), ("fr", "global"), ("en", "global"), ("en", "local")],
+        reference="en",
+    )
+    assert r["by_group"] == {"fr": 0.5, "local": 1.0, "global": 0.5, "en": 1.0}
+    assert r["max_gap"] == 0.5 and r["overall"] == 0.75 and r["diff_vs_reference"]["fr"] == -0.5
+
+
+def test_opinion_similarity_hand_values():
+    p = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    q = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
+    s = opinion_similarity(p, q)
+    assert float(s[0]) == pytest.approx(1 - math.sqrt(math.log(2))) and float(s[1]) == pytest.approx(1.0)
+    # scipy.spatial.distance.jensenshannon([0.2, 0.8], [0.6, 0.4]) = 0.2869 (natural log), by hand:
+    a, b = torch.tensor([0.2, 0.8]), torch.tensor([0.6, 0.4])
+    m = (a + b) / 2
+    jsd = 0.5 * (a * (a / m).log()).sum() + 0.5 * (b * (b / m).log()).sum()
+    assert float(js_distance(a, b)) == pytest.approx(float(jsd.sqrt()))
+
+
+def test_finetuning_degradation_and_sensitivity():
+    r = finetuning_degradation({1: 0.5, 2: 0.6, 3: 0.7}, {1: 0.45, 2: 0.58, 3: 0.5})
+    assert r["best_budget"] == 2 and r["overtrained_budgets"] == [3]
+    assert r["degradation"][3] == pytest.approx(0.2)
+
+    class Q(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(3, dtype=torch.float64))
+
+    q = Q()
+    a = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    s = perturbation_sensitivity(q, lambda m: float(0.5 * (a * m.w**2).sum()), sigma=0.1, n_samples=4000)
+    assert s == pytest.approx(0.1**2 * a.sum().item() / 2, rel=0.1)  # sigma^2 Tr(A) / 2
+    assert perturbation_sensitivity(q, lambda m: float(m.w.sum()), sigma=0.0) == 0.0
+    assert torch.equal(q.w, torch.zeros(3, dtype=torch.float64))
+
+
+def test_elasticity_curve_and_rebound():
+    w = nn.Parameter(torch.tensor(1.0))
+    m = nn.Module()
+    m.w = w
+
+    def step(model, t):
+        with torch.no_grad():
+            model.w.mul_(0.5)  # geometric decay: fast first, then slow
+
+    c = elasticity_curve(m, step, {"aligned": lambda mm: float(mm.w)}, steps=4)
+    assert c["aligned"] == [1.0, 0.5, 0.25, 0.125, 0.0625]
+    assert rebound_ratio(c["aligned"], 1) == pytest.approx(0.5 / ((0.5 - 0.0625) / 3))
+
+
+def test_suffix_array_and_bci_spans():
+    docs = [[1, 2, 3, 4, 5], [9, 2, 3, 4, 7]]
+    sa = SuffixArray(docs)
+    brute = [i for i in range(len(sa.text) - 2) if sa.text[i : i + 3] == [2, 3, 4]]
+    assert sa.find([2, 3, 4]) == brute and sa.count([2, 3, 4]) == 2 and sa.count([8]) == 0
+    spans = belief_conflict_spans(sa, [8, 2, 3, 4, 5, 8], [-1.0, -1.0, -2.0, -3.0, -4.0, -1.0], min_len=3)
+    assert len(spans) == 1 and (spans[0].start, spans[0].end, spans[0].count) == (1, 5, 1)
+    assert spans[0].documents == [0] and spans[0].bci == pytest.approx(2.5)
