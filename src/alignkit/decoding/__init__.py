@@ -17,9 +17,17 @@ from alignkit.decoding.flexible_realignment import (
     inra,
     trra,
 )
+from alignkit.decoding.lexical_shortlist import build_shortlist, consensus_rerank, lexical_shortlist
+from alignkit.decoding.urial import token_distribution_shift, urial, urial_prompt
 from alignkit.decoding.watermark_resampling import GreenListWatermark, alignment_resampling, best_of_n
 
 __all__ = [
+    "build_shortlist",
+    "consensus_rerank",
+    "lexical_shortlist",
+    "token_distribution_shift",
+    "urial",
+    "urial_prompt",
     "GreenListWatermark",
     "alignment_resampling",
     "best_of_n",
