@@ -64,6 +64,10 @@ class TrainResult:
 
 
 _log = logging.getLogger("alignkit.train")
+# With packing=None a micro-batch is packed only when the backbone FLOPs it saves (6 x backbone weights x padded
+# tokens avoided) exceed this many FLOPs per per-segment attention call it adds (~0.1 ms of call overhead on a
+# CPU core): tiny models on short rows stay padded, real models on real prompts pack.
+_PACK_CALL_COST_FLOPS = 1e7
 
 
 class _Scorer(nn.Module):
@@ -297,12 +301,19 @@ class _Trainer:
                     why = f"{what}: {reason}"
                     break
         if why is None:
+            base = unwrap_model(model)
+            decoder = base.get_decoder()
+            emb = base.get_input_embeddings()
+            skip = {id(p) for p in emb.parameters()} if emb is not None else set()
+            self.backbone_params = sum(p.numel() for p in decoder.parameters() if id(p) not in skip)
+            self.n_layers = int(getattr(base.config, "num_hidden_layers", 1) or 1)
             self.stack.enter_context(use_packed_attention(model))
             if ref_model is not None:
                 self.stack.enter_context(use_packed_attention(ref_model))
             self.packing = True
             fast["packing"] = True
             fast["shared_prompt"] = bool(cfg.shared_prompt) and mode in ("paired", "online")
+            fast["packed_micro_batches"] = fast["padded_micro_batches"] = 0
         elif cfg.packing:
             raise ValueError(f"packing=True but it cannot be used: {why}")
         else:
@@ -756,7 +767,22 @@ class _Trainer:
 
     def _build(self, micro: list[Example]) -> tuple[Any, float]:
         if self.packing:
-            return self._build_packed(micro)
+            built = self._build_packed(micro)
+            if built is not None:
+                self.fast["packed_micro_batches"] += 1
+                return built
+            self.fast["padded_micro_batches"] += 1
+        return self._build_padded(micro)
+
+    def _pack_pays(self, packed: PackedBatch, rows: list[int]) -> bool:
+        """``packing=True``: always. ``None``: when the padding it avoids outweighs its per-segment calls."""
+        if self.cfg.packing:
+            return True
+        padded = len(rows) * max(rows)
+        calls = sum(2 if b else 1 for *_, b in packed.info.segments) * self.n_layers
+        return 6 * self.backbone_params * (padded - packed.computed_tokens) >= _PACK_CALL_COST_FLOPS * calls
+
+    def _build_padded(self, micro: list[Example]) -> tuple[Any, float]:
         dev, pad, mode = self.device, self.pad, self.mode
         if mode in ("paired", "online"):
             ids, att, comp = paired_inputs(micro, pad, dev)
@@ -782,20 +808,28 @@ class _Trainer:
             ref_kl = kref if kref.dim() == 1 else kref.double().sum(-1).float()
         return build_unpaired(logps, mask, [bool(e.label) for e in micro], ref, kl, ref_kl), float(att.sum())
 
-    def _build_packed(self, micro: list[Example]) -> tuple[Any, float]:
-        """As :meth:`_build`, padding-free: one packed row, shared prompts for pairs (``docs/speed.md``)."""
+    def _build_packed(self, micro: list[Example]) -> tuple[Any, float] | None:
+        """As :meth:`_build_padded`, padding-free: one packed row, shared prompts for pairs (``docs/speed.md``).
+
+        None when packing would not pay for this micro-batch (``packing=None``; see :meth:`_pack_pays`)."""
         dev, mode = self.device, self.mode
         prompts = [e.prompt_ids for e in micro]
         if mode in ("paired", "online"):
             chosen = [e.chosen_ids for e in micro]
             rejected = [e.rejected_ids for e in micro]
             packed = pack_pairs(prompts, chosen, rejected, dev, shared_prompt=self.fast["shared_prompt"])
+            if not self._pack_pays(
+                packed, [len(p) + len(c) for p, c in zip(prompts * 2, chosen + rejected, strict=True)]
+            ):
+                return None
             with self.autocast():
                 logps, mask, lss = self.scorer(with_log_sum_sq=self.with_lss, packed=packed)
             ref = self.reference.packed_logps(prompts * 2, chosen + rejected, packed)
             return build_paired(logps, mask, lss, ref), float(packed.real_tokens)
         comps = [e.completion_ids for e in micro]
         packed = pack_sequences(prompts, comps, dev)
+        if not self._pack_pays(packed, [len(p) + len(c) for p, c in zip(prompts, comps, strict=True)]):
+            return None
         with self.autocast():
             logps, mask, _ = self.scorer(packed=packed)
         if mode == "sft":
