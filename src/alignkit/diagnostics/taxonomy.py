@@ -23,6 +23,7 @@ AXES: dict[str, tuple[str, ...]] = {
         "reward",  # scalar rewards (a task metric or rule)
         "reward-model",  # a learned scorer
         "comparison-oracle",  # yes/no comparisons of two models
+        "teacher-logits",  # a teacher model's token distribution (distillation)
     ),
 }
 
