@@ -59,7 +59,7 @@ def fused_teacher_logprobs(aligned_logits: Tensor, ref_logits: Tensor, lam: floa
     needs_reference=True,
     aggregation="mean",
     batch_type=DistillBatch,
-    tags=("distillation", "feedback:teacher-logits"),
+    tags=("distillation", "algorithm:pointwise", "feedback:teacher-logits", "data:off-policy"),
 )
 def trra(batch: DistillBatch, *, lam: float = 1.5, sft_weight: float = 0.0) -> LossOutput:
     """Flexible Realignment of Language Models (Zhu, Xie, Zhang, Wang 2025; arXiv:2506.12704) — TrRa.
