@@ -33,7 +33,7 @@ DPO_TYPES = {
 F_DIV_TYPES = ["sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust", "discopop"]
 
 
-def _compare(loss_type, beta, hp, seed=0, dtype=torch.float64, with_lss=False, **modifiers):
+def assert_matches_trl(loss_type, beta, hp, seed=0, dtype=torch.float64, with_lss=False, **modifiers):
     x = token_inputs(b=5, t=9, seed=seed, dtype=dtype)
     args = [x[k] for k in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")]
     trl_hp = dict(hp)
@@ -62,7 +62,7 @@ def _compare(loss_type, beta, hp, seed=0, dtype=torch.float64, with_lss=False, *
 @pytest.mark.parametrize("loss_type", list(DPO_TYPES))
 @pytest.mark.parametrize("beta", [0.1, 0.5])
 def test_dpo_trainer_loss_types(loss_type, beta):
-    out, trl_metrics = _compare(loss_type, beta, DPO_TYPES[loss_type], seed=int(beta * 10))
+    out, trl_metrics = assert_matches_trl(loss_type, beta, DPO_TYPES[loss_type], seed=int(beta * 10))
     if loss_type != "sft":
         for name in (
             "rewards/chosen",
@@ -78,14 +78,14 @@ def test_dpo_trainer_loss_types(loss_type, beta):
 @pytest.mark.parametrize("loss_type", F_DIV_TYPES)
 @pytest.mark.parametrize("f_div", ["forward_kl", "js_divergence"])
 def test_f_divergences(loss_type, f_div):
-    _compare(loss_type, 0.1, DPO_TYPES[loss_type], seed=3, f_divergence_type=f_div)
+    assert_matches_trl(loss_type, 0.1, DPO_TYPES[loss_type], seed=3, f_divergence_type=f_div)
 
 
 @pytest.mark.parametrize("coef", [0.5, 1.0, 1.5])
 def test_alpha_divergence(coef):
     # TRL's alpha-divergence clamps by dtype and only knows fp16/bf16/fp32, so this runs in fp32.
     x_type = torch.float32
-    out, _ = _compare(
+    out, _ = assert_matches_trl(
         "sigmoid",
         0.1,
         {},
@@ -99,13 +99,13 @@ def test_alpha_divergence(coef):
 
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "apo_zero", "nca_pair"])
 def test_ld_dpo(loss_type):
-    _compare(loss_type, 0.1, DPO_TYPES[loss_type], seed=5, ld_alpha=0.5)
+    assert_matches_trl(loss_type, 0.1, DPO_TYPES[loss_type], seed=5, ld_alpha=0.5)
 
 
 # Not "hinge": TRL 1.16 multiplies the ReLU output in place under use_weighting, and its own backward fails.
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "bco_pair"])
 def test_wpo_weighting(loss_type):
-    _compare(loss_type, 0.1, DPO_TYPES[loss_type], seed=6, with_lss=True, use_weighting=True)
+    assert_matches_trl(loss_type, 0.1, DPO_TYPES[loss_type], seed=6, with_lss=True, use_weighting=True)
 
 
 def test_weighted_mix_matches_trl_multi_loss():
