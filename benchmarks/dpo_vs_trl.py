@@ -111,10 +111,24 @@ def step_flops(lengths: list[tuple[int, int, int]], vocab: int, ref_each_step: b
     return fwd * (4 if ref_each_step else 3)
 
 
-def matmul_peak() -> float:
-    """Best fp32 GFLOP/s of ``torch.mm`` on 2 threads (square and LM-head-like shapes)."""
+def matmul_peak(device: str = "cpu") -> float:
+    """Best GFLOP/s of ``torch.mm``: fp32 on 2 CPU threads, or bf16 on CUDA (square and LM-head-like shapes)."""
     import torch
 
+    if device == "cuda":
+        best = 0.0
+        for n in (4096, 8192):
+            a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+            b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+            for _ in range(3):
+                a @ b
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(10):
+                a @ b
+            torch.cuda.synchronize()
+            best = max(best, 10 * 2 * n**3 / (time.perf_counter() - t) / 1e9)
+        return best
     torch.set_num_threads(2)
     best = 0.0
     for m, k, n in ((2048, 2048, 2048), (1024, 256, 32000), (4096, 256, 1024), (1536, 1536, 1536)):
@@ -134,7 +148,9 @@ def worker_alignkit(args: argparse.Namespace) -> dict:
     import alignkit as ak
     from alignkit.train import Hook
 
-    torch.set_num_threads(2)
+    cuda = args.device == "cuda"
+    if not cuda:
+        torch.set_num_threads(2)
     rows = json.loads(Path(args.data).read_text())
     times: list[float] = []
     toks: list[int] = []
@@ -157,6 +173,8 @@ def worker_alignkit(args: argparse.Namespace) -> dict:
             return None
 
         def on_step_end(self, ctx, record):
+            if cuda:
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - self.t)
             toks.append(self.n)
             lens.append(self.lens)
@@ -182,10 +200,12 @@ def worker_alignkit(args: argparse.Namespace) -> dict:
         cache_dir=cache,
         seed=0,
         hooks=[Timer()],
+        bf16=cuda,  # CUDA: bf16 autocast (fp32 master weights), as TRL's bf16=True
         **kw,
     )
     setup = marks["first"] - t0
-    return dict(times=times, tokens=toks, lengths=lens, setup_s=setup, fast_paths=res.fast_paths)
+    out = dict(times=times, tokens=toks, lengths=lens, setup_s=setup, fast_paths=res.fast_paths)
+    return out | _cuda_mem(cuda)
 
 
 def worker_trl(args: argparse.Namespace) -> dict:
@@ -194,7 +214,9 @@ def worker_trl(args: argparse.Namespace) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    torch.set_num_threads(2)
+    cuda = args.device == "cuda"
+    if not cuda:
+        torch.set_num_threads(2)
     rows = json.loads(Path(args.data).read_text())
     times: list[float] = []
     toks: list[float] = []
@@ -207,6 +229,8 @@ def worker_trl(args: argparse.Namespace) -> dict:
             state["t"] = time.perf_counter()
 
         def on_step_end(self, a, s, c, **kw):
+            if cuda:
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - state["t"])
 
         def on_log(self, a, s, c, logs=None, **kw):
@@ -228,9 +252,10 @@ def worker_trl(args: argparse.Namespace) -> dict:
         beta=0.1,
         loss_type=["sigmoid"],
         max_length=4096,
-        use_cpu=True,
-        bf16=False,
+        use_cpu=not cuda,
+        bf16=cuda,
         fp16=False,
+        use_liger_kernel=args.liger,
         gradient_checkpointing=False,  # faster on this CPU than TRL's default True (memory is not the limit)
         precompute_ref_log_probs=args.ref == "cache",
         logging_steps=1,
@@ -250,15 +275,25 @@ def worker_trl(args: argparse.Namespace) -> dict:
         callbacks=[Timer()],
     )
     trainer.train()
-    return dict(times=times, tokens=toks, setup_s=state["first"] - t0)
+    return dict(times=times, tokens=toks, setup_s=state["first"] - t0) | _cuda_mem(cuda)
+
+
+def _cuda_mem(cuda: bool) -> dict:
+    if not cuda:
+        return {}
+    import torch
+
+    return dict(cuda_peak_gb=torch.cuda.max_memory_allocated() / 1e9)
 
 
 # ---------------------------------------------------------------------------------------------------- driver
-def run_worker(system: str, model: Path, data: Path, steps: int, ref: str) -> dict:
+def run_worker(system: str, model: Path, data: Path, steps: int, ref: str, device: str = "cpu") -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
-    cmd = [sys.executable, __file__, "--worker", system, "--model", str(model), "--data", str(data)]
-    cmd += ["--steps", str(steps), "--ref", ref, "--out", out]
+    worker, liger = ("trl", True) if system == "trl-liger" else (system, False)
+    cmd = [sys.executable, __file__, "--worker", worker, "--model", str(model), "--data", str(data)]
+    cmd += ["--steps", str(steps), "--ref", ref, "--out", out, "--device", device]
+    cmd += ["--liger"] if liger else []
     env = dict(os.environ, OMP_NUM_THREADS="2", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -276,7 +311,8 @@ def summarise(res: dict, warmup: int) -> dict:
     return dict(
         s_step=statistics.median(times),
         tok_s=sum(toks) / sum(times),
-        rss_gb=res["rss_kb"] / 1e6,
+        # CUDA: peak allocated GPU memory (the figure that limits a GPU run); CPU: peak RSS
+        rss_gb=res.get("cuda_peak_gb", res["rss_kb"] / 1e6),
         setup_s=res["setup_s"],
     )
 
@@ -292,6 +328,8 @@ def bench(
     peak: list[float],
     progress,
     task,
+    device: str = "cpu",
+    systems: tuple[str, ...] = ("alignkit", "trl"),
 ) -> dict:
     model = work / f"model-v{vocab}"
     if not model.exists():
@@ -299,15 +337,15 @@ def bench(
     rows = build_rows(PAIRS * steps, vocab, prompt, seed=1)
     data = work / f"rows-{name}.json"
     data.write_text(json.dumps(rows))
-    warmup = 1
-    runs: dict[str, list[dict]] = {"alignkit": [], "trl": []}
+    warmup = 1 if device == "cpu" else 3  # CUDA: the first steps include kernel selection / autotuning
+    runs: dict[str, list[dict]] = {s: [] for s in systems}
     flops = []
     for rep in range(repeats):
-        order = ("alignkit", "trl") if rep % 2 == 0 else ("trl", "alignkit")
+        order = systems if rep % 2 == 0 else tuple(reversed(systems))
         for system in order:
-            peak.append(matmul_peak())
+            peak.append(matmul_peak(device))
             progress.update(task, description=f"{name} rep {rep + 1}/{repeats}: {system}")
-            r = run_worker(system, model, data, steps, ref)
+            r = run_worker(system, model, data, steps, ref, device)
             runs[system].append(summarise(r, warmup))
             if system == "alignkit":
                 fl = [step_flops(ls, vocab, ref == "model") for ls in r["lengths"][warmup:]]
@@ -319,15 +357,19 @@ def bench(
         for s in runs
     }
     p = max(peak)
+    extra = {
+        f"{s.replace('-', '_')}_tok_ratio": med["alignkit"]["tok_s"] / med[s]["tok_s"] for s in systems[2:]
+    }
     return dict(
         name=name,
         prompt=list(prompt),
         ref=ref,
         vocab=vocab,
+        device=device,
         repeats=repeats,
         steps=steps,
-        alignkit=med["alignkit"],
-        trl=med["trl"],
+        **{s.replace("-", "_"): med[s] for s in systems},
+        **extra,
         runs=runs,
         tok_ratio=med["alignkit"]["tok_s"] / med["trl"]["tok_s"],
         rss_ratio=med["alignkit"]["rss_gb"] / med["trl"]["rss_gb"],
@@ -339,10 +381,18 @@ def bench(
 
 def line(r: dict) -> str:
     a, t = r["alignkit"], r["trl"]
+    mem = "GPU GB" if r.get("device") == "cuda" else "GB"
+    liger = ""
+    if "trl_liger" in r:
+        g = r["trl_liger"]
+        liger = (
+            f"TRL+Liger {g['s_step']:.3f} s/step {g['tok_s']:.0f} tok/s {g['rss_gb']:.2f} {mem} "
+            f"(x{r['trl_liger_tok_ratio']:.2f}) | "
+        )
     return (
-        f"{r['name']:>10}: alignkit {a['s_step']:.2f} s/step {a['tok_s']:.0f} tok/s {a['rss_gb']:.2f} GB | "
-        f"TRL {t['s_step']:.2f} s/step {t['tok_s']:.0f} tok/s {t['rss_gb']:.2f} GB | "
-        f"x{r['tok_ratio']:.2f} tok/s, RSS x{r['rss_ratio']:.2f} | MFU {100 * r['mfu']:.0f}% "
+        f"{r['name']:>10}: alignkit {a['s_step']:.3f} s/step {a['tok_s']:.0f} tok/s {a['rss_gb']:.2f} {mem} | "
+        f"TRL {t['s_step']:.3f} s/step {t['tok_s']:.0f} tok/s {t['rss_gb']:.2f} {mem} | {liger}"
+        f"x{r['tok_ratio']:.2f} tok/s, mem x{r['rss_ratio']:.2f} | MFU {100 * r['mfu']:.1f}% "
         f"({r['achieved_gflops']:.0f}/{r['peak_gflops']:.0f} GFLOP/s)"
     )
 
@@ -393,6 +443,14 @@ def main() -> None:
     ap.add_argument("--data")
     ap.add_argument("--ref", default="model")
     ap.add_argument("--out")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: bf16 autocast on one GPU")
+    ap.add_argument("--liger", action="store_true", help="(TRL worker) use_liger_kernel=True")
+    ap.add_argument(
+        "--trl-liger",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run TRL with Liger kernels (default: on CUDA when liger_kernel is installed)",
+    )
     args = ap.parse_args()
     # Spinning OpenMP threads collapse when the 2 cores are shared (4x slower steps at load 3-4); passive
     # waiting costs nothing when the machine is idle. Set for both systems alike (and this process's peak).
@@ -410,6 +468,14 @@ def main() -> None:
     if args.sweeps:
         plan += [("P512", (512, 512), "model", 32000, "prompt")]
         plan += [("V8k", (64, 256), "model", 8000, "vocab"), ("V64k", (64, 256), "model", 64000, "vocab")]
+    systems: tuple[str, ...] = ("alignkit", "trl")
+    use_liger = args.trl_liger
+    if use_liger is None:
+        import importlib.util
+
+        use_liger = args.device == "cuda" and importlib.util.find_spec("liger_kernel") is not None
+    if use_liger:
+        systems += ("trl-liger",)
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; cpus: {os.cpu_count()}")
     results = []
@@ -420,11 +486,24 @@ def main() -> None:
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
         ) as progress,
     ):
-        total = sum((args.repeats if sweep is None else 1) * 2 for *_, sweep in plan)
+        total = sum((args.repeats if sweep is None else 1) * len(systems) for *_, sweep in plan)
         task = progress.add_task("benchmark", total=total)
         for name, prompt, ref, vocab, sweep in plan:
             reps = args.repeats if sweep is None else 1
-            r = bench(name, prompt, ref, vocab, reps, args.steps, Path(tmp), peak, progress, task)
+            r = bench(
+                name,
+                prompt,
+                ref,
+                vocab,
+                reps,
+                args.steps,
+                Path(tmp),
+                peak,
+                progress,
+                task,
+                args.device,
+                systems,
+            )
             r["sweep"] = sweep
             if name == "A":
                 r["sweep"] = "both"
@@ -439,7 +518,7 @@ def main() -> None:
         print(line(r))
     meta = dict(load_start=load, load_end=end_load, peak_gflops=max(peak), argv=sys.argv[1:])
     Path(args.json).write_text(json.dumps(dict(meta=meta, results=results), indent=1))
-    if not args.quick:
+    if not args.quick and args.device == "cpu":
         plots(results, HERE)
 
 

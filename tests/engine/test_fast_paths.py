@@ -229,3 +229,11 @@ def test_packing_support_detects_unroutable_models(monkeypatch):
     sliding.config.sliding_window = 4
     ok, why = packing_support(sliding)
     assert not ok and "sliding" in why
+
+
+def test_packed_batch_on_another_device_is_a_clear_error():
+    model = _model()
+    prompts, chosen, rejected = _pairs()
+    pb = pack_pairs(prompts, chosen, rejected, torch.device("meta"))
+    with use_packed_attention(model), pytest.raises(ValueError, match="pass device="):
+        packed_logps(model, pb)

@@ -31,6 +31,10 @@ from alignkit.engine.logprobs import TokenLogps, _backbone_and_head, head_logps,
 
 ATTN_NAME = "alignkit_packed"
 _CALLS = {"packed": 0}
+#: SDPA backends allowed for the per-segment calls on CUDA. Every segment has its own length, and the cuDNN
+#: backend builds an execution plan per new shape; flash / memory-efficient attention need no plan. ``None``
+#: leaves torch's choice alone.
+CUDA_SDPA_BACKENDS: tuple[str, ...] | None = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
 
 
 class SegmentInfo:
@@ -88,6 +92,17 @@ def packed_attention(
     if groups > 1:
         key = key.repeat_interleave(groups, dim=1)
         value = value.repeat_interleave(groups, dim=1)
+    if query.is_cuda and CUDA_SDPA_BACKENDS is not None:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([getattr(SDPBackend, b) for b in CUDA_SDPA_BACKENDS]):
+            return _segments_attention(info, query, key, value, dropout, scaling)
+    return _segments_attention(info, query, key, value, dropout, scaling)
+
+
+def _segments_attention(
+    info: SegmentInfo, query: Tensor, key: Tensor, value: Tensor, dropout: float, scaling: float | None
+) -> tuple[Tensor, None]:
     # One split per tensor (not a slice per segment): backward then concatenates the pieces' gradients once
     # instead of zero-filling and accumulating a full-size gradient for every slice.
     sizes = info.sizes
@@ -250,6 +265,12 @@ def packed_logps(model: nn.Module, batch: PackedBatch, *, with_log_sum_sq: bool 
     decoder, _ = _backbone_and_head(model)
     if decoder is None:
         raise TypeError(f"{type(unwrap_model(model)).__name__} has no separable decoder; packing needs one")
+    weight = next(model.parameters(), None)
+    if weight is not None and weight.device != batch.input_ids.device:
+        raise ValueError(
+            f"packed batch is on {batch.input_ids.device} but the model is on {weight.device}: pass "
+            "device=... to pack_pairs / pack_sequences"
+        )
     placeholder = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=batch.input_ids.device)
     hidden = decoder(
         input_ids=batch.input_ids,
