@@ -7,3 +7,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+import pytest  # noqa: E402
+
+from tests.effect import effect_base_config  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def effect_cache(tmp_path_factory):
+    """One cache folder for every slow effect test, so the effect base model and arena data are built once."""
+    return tmp_path_factory.mktemp("alignkit-effect-cache")
+
+
+@pytest.fixture(scope="session")
+def effect_sentiment(effect_cache):
+    """The built effect base model for ``sentiment`` (a :class:`alignkit.testbed.model.BaseModel`)."""
+    from alignkit.testbed import get_base_model
+
+    return get_base_model("sentiment", effect_base_config(), cache_dir=effect_cache, progress=False)

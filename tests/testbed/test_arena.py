@@ -131,20 +131,13 @@ def test_cli_arena_help_lists_the_flags(capsys):
 
 
 @pytest.mark.slow
-def test_dpo_raises_gold_reward_over_sft_on_sentiment(tiny_cache, tmp_path):
-    """The effect itself, as small as stays reliable (~50 s): a ~0.3 M-parameter model pretrained for 200 steps,
-    1000 prompts, 150 DPO steps at lr 2e-4. Measured: SFT 0.081 [0.065, 0.097], DPO 0.176 [0.157, 0.194], KL 4.2."""
-    from alignkit.testbed import get_task
+def test_dpo_raises_gold_reward_over_sft_on_sentiment(effect_cache):
+    """The effect itself, as small as stays reliable (~50 s): the effect base model (~0.3 M parameters, 200
+    pretraining steps), 1000 prompts, 150 DPO steps at lr 2e-4.
+    Measured: SFT 0.081 [0.065, 0.097], DPO 0.176 [0.157, 0.194], KL 4.2."""
+    from tests.effect import effect_base_config
 
-    base = get_task("sentiment").base_config(
-        pretrain_steps=200,
-        hidden_size=96,
-        num_layers=2,
-        num_heads=2,
-        intermediate_size=256,
-        vocab_size=1024,
-        corpus_chars=1_500_000,
-    )
+    base = effect_base_config()
     result = run_arena(
         ArenaConfig(
             objectives=("sft", "dpo"),
@@ -155,7 +148,7 @@ def test_dpo_raises_gold_reward_over_sft_on_sentiment(tiny_cache, tmp_path):
             steps=150,
             learning_rate=2e-4,
             output=None,
-            cache_dir=tiny_cache,
+            cache_dir=effect_cache,
             progress=False,
         )
     )
