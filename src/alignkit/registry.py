@@ -246,6 +246,7 @@ def register_objective(
 
 def _ensure_loaded() -> None:
     # Importing the component packages registers them.
+    import alignkit.curation  # noqa: F401
     import alignkit.decoding  # noqa: F401
     import alignkit.diagnostics  # noqa: F401
     import alignkit.merging  # noqa: F401

@@ -1,0 +1,92 @@
+"""Slow effect test: DPO on the lowest-CHES pairs displaces the chosen likelihood less than on the highest-CHES ones."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+
+def _dpo_displacement(base, pairs, *, steps=40, lr=2e-4):
+    from alignkit.eval import likelihood_displacement
+    from alignkit.eval.evaluate import pair_logps
+    from alignkit.train import train
+
+    tok = base.tokenizer
+    bc, br = pair_logps(base.model, pairs, tok.eos_token_id)
+    rows = [{k: p[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")} for p in pairs]
+    policy = copy.deepcopy(base.model)
+    policy.requires_grad_(True)
+    policy.train()
+    tr = train(
+        objective="dpo",
+        model=policy,
+        tokenizer=tok,
+        ref_model=base.model,
+        reference="model",
+        data=rows,
+        mode="paired",
+        hyper_parameters={"beta": 0.1},
+        max_steps=steps,
+        batch_size=16,
+        learning_rate=lr,
+        lr_scheduler="linear",
+        warmup_ratio=0.1,
+        seed=0,
+        progress=False,
+        output_dir=None,
+        tensorboard=False,
+        packing=False,
+    )
+    base.model.requires_grad_(False)
+    tr.model.eval()
+    ac, ar = pair_logps(tr.model, pairs, tok.eos_token_id)
+    torch.set_grad_enabled(True)
+    return likelihood_displacement(bc, ac, br, ar)
+
+
+@pytest.mark.slow
+def test_low_ches_pairs_displace_chosen_less_than_high_ches(effect_sentiment, effect_cache):
+    """The sentiment arena's 812 best-vs-worst pairs (the effect base model), ln-CHES under the base model; DPO
+    (beta 0.1, lr 2e-4, 40 steps, batch 16) on the 64 lowest- vs the 64 highest-ln-CHES pairs.
+    Measured (change of the summed chosen log-prob on the trained pairs, mean [95% CI]): lowest-CHES -6.6
+    [-9.9, -4.3] (78% of pairs fell), highest-CHES -24.5 [-26.8, -22.1] (100% fell). For reference (separate
+    run of the same setup, not asserted), 64 random pairs, three draws: +0.0 [-0.7, 0.8], -0.4 [-1.3, 0.5],
+    -3.3 [-4.3, -2.2] (47-77% fell) — on this testbed the lowest-CHES subset is *not* better than a random one
+    (its rejected log-prob also falls far more, -60 vs -15 to -20: these pairs are pushed much harder).
+    """
+    from alignkit.curation import ches_filter, pair_ches_scores
+    from alignkit.testbed import get_task
+    from alignkit.testbed.arena import ArenaConfig, prepare_data
+    from tests.effect import effect_base_config
+
+    base = effect_sentiment
+    cfg = ArenaConfig(
+        objectives=("sft", "dpo"),
+        base=effect_base_config(),
+        train_prompts=1000,
+        eval_prompts=300,
+        output=None,
+        cache_dir=effect_cache,
+        progress=False,
+    )
+    pairs = prepare_data(cfg, base, get_task("sentiment")).pairs
+    scores = pair_ches_scores(base.model, pairs, pad_token_id=base.tokenizer.eos_token_id)
+    n = 64
+    frac = n / len(pairs)
+    low = ches_filter(pairs, scores, keep_frac=frac)
+    high = ches_filter(pairs, -scores, keep_frac=frac)  # the highest-CHES pairs: the ones the rule drops
+    assert len(low) == len(high) == n
+    assert max(r["ches"] for r in low) < -max(r["ches"] for r in high)
+
+    d_low = _dpo_displacement(base, low)
+    d_high = _dpo_displacement(base, high)
+    lo, hi = d_low["chosen"], d_high["chosen"]
+    print(
+        f"chosen change: lowest-CHES {lo}, fell {d_low['chosen_fell']:.2f}; "
+        f"highest-CHES {hi}, fell {d_high['chosen_fell']:.2f}"
+    )
+    assert lo["mean"] > hi["mean"] + 8.0
+    assert lo["ci95"][0] > hi["ci95"][1]  # non-overlapping 95% CIs
+    assert d_low["chosen_fell"] < d_high["chosen_fell"]
+    assert np.isfinite(lo["mean"]) and np.isfinite(hi["mean"])
