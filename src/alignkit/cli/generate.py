@@ -2,19 +2,35 @@
 
     alignkit generate --model PATH --prompt "Hello" --max-new-tokens 32
     alignkit generate --model ALIGNED --ref-model SFT --decoder dera --hp lam=0.5 --prompts prompts.txt
+    alignkit generate --model SFT --decoder alignment_resampling --reward sentiment --hp n=4 --prompt "O, my"
+    alignkit generate --model M --decoder lexical_shortlist --lex-table lex.tsv --hp k=20 --num-samples 4
 
 Prompts come from ``--prompt`` (repeatable) and/or ``--prompts FILE`` (one per line, or JSON lines with a
-``prompt`` field). Output: one JSON line per prompt, ``{"prompt": ..., "completions": [...]}``, on stdout or
-``--output``. ``alignkit list --kind decoder`` lists the decoders; ``alignkit explain NAME`` their parameters.
+``prompt`` field). ``--reward NAME`` sets the reward ``r(prompt, completion)`` of decoders that need one
+(alignment_resampling, darwin, ...): ``sentiment`` (the testbed task's gold reward: VADER compound score of the
+completion, in [-1, 1]), ``arith`` (1.0 if the completion is the answer of an ``A+B=`` / ``A-B=`` prompt, else
+0.0), or ``module:function`` (any importable callable ``(prompt: str, completion: str) -> float``).
+``--lex-table PATH`` gives lexical_shortlist its table p(target | source): a ``.json`` file
+``{"source": {"target": p, ...}, ...}`` (or a list of ``{"source", "target", "prob"}`` objects), or a TSV file
+of ``source<TAB>target<TAB>prob`` rows (blank lines, ``#`` comments and a ``source target prob`` header are
+skipped); a source/target is a token id (an integer, or a string of digits) or a token of the model's
+tokenizer vocabulary. Output: one JSON line per prompt, ``{"prompt": ..., "completions": [...]}``, on stdout
+or ``--output``. ``alignkit list --kind decoder`` lists the decoders; ``alignkit explain NAME`` their parameters.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import math
 import pathlib
+import re
 import sys
+from collections.abc import Callable
 from typing import Any
+
+RewardFn = Callable[[str, str], float]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--reward",
+        help="reward for decoders that need one: sentiment | arith | module:function (see above)",
+    )
+    p.add_argument("--lex-table", help="lexical_shortlist table p(target | source): .json or TSV (see above)")
     p.add_argument("--output", help="write JSON lines here instead of stdout")
     p.set_defaults(func=run)
 
@@ -78,6 +99,133 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
     return prompts
 
 
+def _sentiment_reward(prompt: str, completion: str) -> float:
+    from alignkit.testbed.tasks import vader_compound
+
+    return vader_compound(completion)
+
+
+_ARITH = re.compile(r"(\d+)\s*([+-])\s*(\d+)\s*=\s*$")
+
+
+def _arith_reward(prompt: str, completion: str) -> float:
+    m = _ARITH.search(prompt)
+    if m is None:
+        raise ValueError(f"--reward arith: prompt {prompt!r} does not end in 'A+B=' or 'A-B='")
+    a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
+    return 1.0 if completion.strip() == str(a + b if op == "+" else a - b) else 0.0
+
+
+#: the named rewards of ``--reward`` (testbed tasks whose gold reward needs only the prompt text)
+REWARDS: dict[str, RewardFn] = {"sentiment": _sentiment_reward, "arith": _arith_reward}
+
+
+def resolve_reward(name: str) -> RewardFn:
+    """The reward function ``(prompt, completion) -> float`` named by ``--reward``: a key of :data:`REWARDS`
+    or ``module:function``."""
+    if name in REWARDS:
+        return REWARDS[name]
+    if ":" not in name:
+        raise ValueError(
+            f"--reward {name!r}: unknown reward; use one of {', '.join(sorted(REWARDS))} or module:function"
+        )
+    mod_name, attr = name.split(":", 1)
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise ValueError(f"--reward {name!r}: cannot import module {mod_name!r} ({exc})") from exc
+    fn = getattr(mod, attr, None)
+    if not callable(fn):
+        raise ValueError(f"--reward {name!r}: module {mod_name!r} has no callable {attr!r}")
+    return fn
+
+
+def _token_id(value: Any, tokenizer: Any, where: str, field: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: field {field!r} must be a token id or token; got {value!r}")
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+        tid = int(value)
+        size = len(tokenizer) if tokenizer is not None else None
+        if tid < 0 or (size is not None and tid >= size):
+            raise ValueError(f"{where}: field {field!r} token id {tid} is outside the vocabulary [0, {size})")
+        return tid
+    if isinstance(value, str) and value:
+        vocab = tokenizer.get_vocab() if tokenizer is not None else {}
+        if value not in vocab:
+            raise ValueError(f"{where}: field {field!r} token {value!r} is not in the tokenizer's vocabulary")
+        return int(vocab[value])
+    raise ValueError(f"{where}: field {field!r} must be a token id or token; got {value!r}")
+
+
+def _prob(value: Any, where: str) -> float:
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: field 'prob' must be a number; got {value!r}") from None
+    if not math.isfinite(p) or p < 0:
+        raise ValueError(f"{where}: field 'prob' must be a finite number >= 0; got {value!r}")
+    return p
+
+
+def read_lex_table(path: str | pathlib.Path, tokenizer: Any = None) -> dict[int, dict[int, float]]:
+    """Read a lexical table ``{source id: {target id: p(target | source)}}`` for ``lexical_shortlist``.
+
+    ``.json``: ``{"source": {"target": p}}`` or ``[{"source": s, "target": t, "prob": p}, ...]``; anything
+    else: TSV rows ``source<TAB>target<TAB>prob``. A source/target is a token id or a token of ``tokenizer``'s
+    vocabulary. Errors name the file, row and field.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--lex-table: no file {path}")
+    table: dict[int, dict[int, float]] = {}
+
+    def add(s: Any, t: Any, p: Any, where: str) -> None:
+        sid = _token_id(s, tokenizer, where, "source")
+        tid = _token_id(t, tokenizer, where, "target")
+        table.setdefault(sid, {})[tid] = _prob(p, where)
+
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--lex-table {path}: not valid JSON ({exc})") from None
+        if isinstance(data, dict):
+            for s, row in data.items():
+                if not isinstance(row, dict):
+                    raise ValueError(
+                        f"--lex-table {path} source {s!r}: expected an object {{target: prob}}; got {row!r}"
+                    )
+                for t, p in row.items():
+                    add(s, t, p, f"--lex-table {path} source {s!r} target {t!r}")
+        elif isinstance(data, list):
+            for i, row in enumerate(data):
+                where = f"--lex-table {path} row {i + 1}"
+                if not isinstance(row, dict):
+                    raise ValueError(f"{where}: expected an object with source, target, prob; got {row!r}")
+                for f in ("source", "target", "prob"):
+                    if f not in row:
+                        raise ValueError(f"{where}: missing field {f!r}")
+                add(row["source"], row["target"], row["prob"], where)
+        else:
+            raise ValueError(f"--lex-table {path}: expected a JSON object or list; got {type(data).__name__}")
+    else:
+        for i, line in enumerate(path.read_text().splitlines()):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            cols = line.split("\t")
+            if i == 0 and [c.strip().lower() for c in cols] == ["source", "target", "prob"]:
+                continue
+            where = f"--lex-table {path} line {i + 1}"
+            if len(cols) != 3:
+                raise ValueError(
+                    f"{where}: expected 3 tab-separated fields source, target, prob; got {len(cols)}"
+                )
+            add(cols[0].strip(), cols[1].strip(), cols[2].strip(), where)
+    if not table:
+        raise ValueError(f"--lex-table {path}: the table is empty")
+    return table
+
+
 def _load(path: str) -> Any:
     from transformers import AutoModelForCausalLM
 
@@ -111,14 +259,25 @@ def run(args: argparse.Namespace) -> int:
                 f"decoder {decoder.name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
                 f"it takes: {', '.join(sorted(decoder.defaults)) or '(none)'}"
             )
-    elif hp:
-        raise ValueError("--hp given without --decoder")
+    else:
+        for flag, value in (("--hp", hp), ("--reward", args.reward), ("--lex-table", args.lex_table)):
+            if value:
+                raise ValueError(f"{flag} given without --decoder")
+    reward_fn = resolve_reward(args.reward) if args.reward else None
     model = _load(args.model)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if decoder is None:
         outs = sample_text(model, tokenizer, prompts, **sampling)
     else:
-        ctx = DecodeContext(ref_model=_load(args.ref_model) if args.ref_model else None, sampling=sampling)
+        extra: dict[str, Any] = {}
+        if args.lex_table:
+            extra["lex_table"] = read_lex_table(args.lex_table, tokenizer)
+        ctx = DecodeContext(
+            ref_model=_load(args.ref_model) if args.ref_model else None,
+            reward_fn=reward_fn,
+            sampling=sampling,
+            extra=extra,
+        )
         outs = decoder(model, tokenizer, prompts, ctx, **hp)
     lines = [
         json.dumps({"prompt": p, "completions": c}, ensure_ascii=False)
