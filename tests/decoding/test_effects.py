@@ -218,8 +218,8 @@ def test_dera_lambda_sweep_is_monotone_in_kl_and_raises_gold_reward(dera_sweep):
 
 def test_dera_sweep_matches_retraining_at_beta_over_lambda(effect_sentiment, arena, dera_sweep):
     """DeRa's claim: the lam-sweep of one DPO model (beta 0.1) traces the frontier that retraining at
-    beta / lam traces. A DPO model retrained at beta = 0.1 / 0.5 = 0.2 must land on the DeRa curve: its gold
-    reward within 0.05 of the DeRa curve's (linearly interpolated) gold reward at the retrained model's KL.
+    beta / lam traces. A DPO model retrained at beta = 0.1 / 0.5 = 0.2 must land on the DeRa curve: the 95% CI of
+    its gold reward overlaps the DeRa curve's (linearly interpolated) 95% CI at the retrained model's KL.
     Measured: retrained beta 0.2 -> gold 0.191 [0.159, 0.223] at KL 2.54; the DeRa curve gives 0.154 at that
     KL (+0.037: near the curve, slightly above it); DeRa lam 0.5 itself sits at KL 1.20, gold 0.132 — after
     150 steps the retrained model's KL is not the lam-0.5 mixture's, so beta / lam matches only roughly."""
@@ -231,12 +231,15 @@ def test_dera_sweep_matches_retraining_at_beta_over_lambda(effect_sentiment, are
     curve_kl = [dera_sweep[lam][1]["mean"] for lam in LAMS]
     curve_gold = [dera_sweep[lam][0]["mean"] for lam in LAMS]
     on_curve = float(np.interp(kl["mean"], curve_kl, curve_gold))
+    curve_lo = float(np.interp(kl["mean"], curve_kl, [dera_sweep[lam][0]["ci95"][0] for lam in LAMS]))
+    curve_hi = float(np.interp(kl["mean"], curve_kl, [dera_sweep[lam][0]["ci95"][1] for lam in LAMS]))
     print(
         f"DPO retrained beta=0.2: gold {_fmt(gold)}  KL {_fmt(kl)};  DeRa curve at that KL: gold {on_curve:.3f};"
         f"  DeRa lam=0.5: gold {_fmt(dera_sweep[0.5][0])}  KL {_fmt(dera_sweep[0.5][1])}"
     )
     assert curve_kl[0] < kl["mean"] < curve_kl[-1]  # inside the swept range
-    assert abs(gold["mean"] - on_curve) < 0.05
+    assert gold["ci95"][0] <= curve_hi and curve_lo <= gold["ci95"][1]  # on the curve within sampling error
+    assert abs(gold["mean"] - on_curve) < 0.1  # and not far off in any case
 
 
 def _plain_and_selected(model, tok, prompts, n: int, *, watermark=None, seed: int = 21):
