@@ -442,3 +442,12 @@ def test_ddp_two_processes_equal_one(model_dir, data_file, tmp_path):
     l2 = json.loads(two.stdout.split("LOSSES", 1)[1].strip().splitlines()[0])
     l1 = json.loads(one.stdout.split("LOSSES", 1)[1].strip().splitlines()[0])
     assert len(l1) == 3 and torch.allclose(torch.tensor(l2), torch.tensor(l1), atol=1e-5)
+
+
+def test_config_to_dict_accepts_path_data(tmp_path):
+    from alignkit.train import TrainConfig
+
+    cfg = TrainConfig(objective="dpo", model="m", data=tmp_path / "pairs.jsonl")
+    assert cfg.to_dict()["data"] == str(tmp_path / "pairs.jsonl")
+    rows = [{"prompt": "a", "chosen": "b", "rejected": "c"}]
+    assert cfg.replace(data=rows).to_dict()["data"] == "<in-memory list of 1 rows>"

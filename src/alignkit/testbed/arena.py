@@ -59,6 +59,12 @@ OBJECTIVE_SETTINGS: dict[str, dict[str, Any]] = {
     "orpo": {"hyper_parameters": {"beta": 0.1}},
     # RPO = DPO + eta * beta * NLL(chosen); the official beta 0.01 is for 7B models, use DPO's 0.1 here.
     "rpo": {"hyper_parameters": {"beta": 0.1, "eta": 1.0}},
+    # iREPO on hard labels regresses beta * h onto logit(1 - eps) = 6.9: beta 0.1 asks for a 69-nat sequence
+    # margin (IPO's failure mode at tau 0.1); beta 1.0 asks for 6.9 nats, under the ~16 of the IPO setting above.
+    "irepo": {"hyper_parameters": {"beta": 1.0, "eps": 1e-3}},
+    # Pairwise Cringe has no beta (the arena passes beta only to objectives that take one): ParlAI's alpha 1.0,
+    # margin 0; without sampled contrast tokens its contrast is the unlikelihood term.
+    "pairwise_cringe": {"hyper_parameters": {"alpha": 1.0, "margin": 0.0}},
 }
 #: Extra betas of the sweep objective, for the gold-reward-vs-KL frontier.
 DEFAULT_SWEEP_BETAS: tuple[float, ...] = (0.03, 0.5)
@@ -459,7 +465,9 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
                 from alignkit.train import train
 
                 settings = cfg.settings(objective)
-                hp = {**settings["hyper_parameters"], "beta": beta}
+                hp = dict(settings["hyper_parameters"])
+                if "beta" in get(objective).defaults:
+                    hp["beta"] = beta
                 lr = settings.get("learning_rate", cfg.learning_rate)
                 rows, mode = _train_rows(objective, data.pairs)
                 policy = copy.deepcopy(base.model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +116,8 @@ class TrainConfig:
             v = getattr(self, f.name)
             if f.name == "objective" and not isinstance(v, str):
                 v = getattr(v, "name", repr(v))
+            elif f.name == "data" and isinstance(v, os.PathLike):
+                v = os.fspath(v)
             elif f.name == "data" and not isinstance(v, str) and v is not None:
                 v = f"<in-memory {type(v).__name__} of {len(v)} rows>"
             elif f.name == "hooks":

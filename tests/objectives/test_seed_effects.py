@@ -1,0 +1,230 @@
+"""Slow effect tests of the seed objectives on the testbed (issue #6): Goldfish vs SFT memorisation, DCO vs
+cross-entropy pass@N under longer training, iREPO / Pairwise Cringe vs DPO in the arena.
+
+Each test prints its measured numbers (run with ``-s``); docs/claims.md quotes them."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import torch
+
+from alignkit.eval.metrics import bootstrap_ci, pass_at_k
+from alignkit.objectives.sft.goldfish import goldfish_mask
+from alignkit.registry import get
+from alignkit.train import Hook, MicroBatch, TrainContext, train
+from alignkit.types import LossOutput, SFTBatch
+
+pytestmark = pytest.mark.slow
+
+
+class GoldfishHook(Hook):
+    """Turns an ``sft`` run into a Goldfish-loss run: the loss is recomputed on the goldfish keep-mask of the
+    completion tokens, and the hook's extra loss is (goldfish loss - plain loss), so the step's gradient is the
+    goldfish loss's alone."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+
+    def extra_loss(self, ctx: TrainContext, micro: MicroBatch, out: LossOutput) -> torch.Tensor:
+        batch = micro.batch
+        mask = batch.mask
+        comps = [list(e.completion_ids) for e in micro.examples]
+        ids = torch.zeros(len(comps), max(len(c) for c in comps), dtype=torch.long)
+        for i, c in enumerate(comps):
+            ids[i, : len(c)] = torch.tensor(c)
+        keep_c = goldfish_mask(ids, **self.kwargs)
+        keep = torch.ones_like(mask)
+        for i, c in enumerate(comps):
+            pos = mask[i].nonzero().squeeze(-1)  # the completion tokens' positions, in order
+            assert pos.numel() == len(c)
+            keep[i, pos] = keep_c[i, : len(c)].to(mask.dtype)
+        return get("sft")(SFTBatch(logps=batch.logps, mask=mask * keep)).loss - out.loss
+
+
+def _memorisation(model: Any, passages: list[list[int]], bos: int, prefix: int) -> dict[str, float]:
+    """Greedy continuation of each training passage from its first ``prefix`` tokens: the share of continuation
+    tokens matched position by position, and the share of passages reproduced exactly."""
+    from alignkit.engine.generation import sample
+
+    model.eval()
+    outs = sample(
+        model,
+        [[bos, *p[:prefix]] for p in passages],
+        num_samples=1,
+        max_new_tokens=len(passages[0]) - prefix,
+        temperature=0,
+        progress=False,
+    )
+    tok_acc, exact = [], []
+    for p, o in zip(passages, outs, strict=True):
+        target, got = p[prefix:], o[0]
+        tok_acc.append(sum(a == b for a, b in zip(got, target, strict=False)) / len(target))
+        exact.append(float(got[: len(target)] == target))
+    return {
+        "token_match": sum(tok_acc) / len(tok_acc),
+        "token_match_ci95": bootstrap_ci(tok_acc),
+        "exact": sum(exact) / len(exact),
+    }
+
+
+def test_goldfish_reduces_verbatim_reproduction(effect_sentiment):
+    """16 held-out Shakespeare passages of 48 tokens, 150 steps at lr 1e-3 (~9 epochs), greedy continuation from
+    a 16-token prefix. Measured: base 0.023 token match; SFT 0.89 [0.77, 0.99], 12/16 passages verbatim;
+    Goldfish (k=4, h=13) 0.17 [0.07, 0.31], 0/16 verbatim."""
+    from alignkit.testbed import get_task
+
+    base = effect_sentiment
+    tok = base.tokenizer
+    text = get_task("sentiment").heldout_documents(base.config)[0]
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    length, prefix, n = 48, 16, 16
+    passages = [ids[2000 + i * length : 2000 + (i + 1) * length] for i in range(n)]
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    rows = [{"prompt_ids": [bos], "completion_ids": p} for p in passages]
+    res = {"base": _memorisation(base.model, passages, bos, prefix)}
+    for name, hooks in (("sft", ()), ("goldfish", (GoldfishHook(k=4, h=13),))):
+        policy = copy.deepcopy(base.model)
+        policy.requires_grad_(True)
+        policy.train()
+        out = train(
+            objective="sft",
+            model=policy,
+            tokenizer=tok,
+            data=rows,
+            mode="sft",
+            max_steps=150,
+            batch_size=8,
+            learning_rate=1e-3,
+            lr_scheduler="constant",
+            progress=False,
+            output_dir=None,
+            tensorboard=False,
+            packing=False,
+            hooks=hooks,
+        )
+        res[name] = _memorisation(out.model, passages, bos, prefix)
+    print("goldfish memorisation:", res)
+    sft, gf = res["sft"], res["goldfish"]
+    assert sft["token_match"] > 0.6 and sft["exact"] >= 0.5  # plain SFT memorised the passages
+    assert gf["token_match_ci95"][1] < sft["token_match_ci95"][0]  # non-overlapping 95% CIs
+    assert gf["exact"] <= sft["exact"] - 0.4
+
+
+def _pass_at(model: Any, tok: Any, task: Any, prompts: list[Any], n: int) -> dict[str, float]:
+    from alignkit.eval import sample_and_score
+
+    model.eval()
+    s = sample_and_score(model, tok, task, prompts, num_samples=n, seed=1, progress=False)
+    p1 = [pass_at_k(n, int(sum(x > 0.5 for x in r)), 1) for r in s.rewards]
+    pn = [pass_at_k(n, int(sum(x > 0.5 for x in r)), n) for r in s.rewards]
+    return {
+        "pass@1": sum(p1) / len(p1),
+        f"pass@{n}": sum(pn) / len(pn),
+        f"pass@{n}_ci95": bootstrap_ci(pn),
+    }
+
+
+def test_dco_vs_cross_entropy_pass_at_n_with_longer_training(effect_cache):
+    """DCO's claim (arXiv:2502.07154): longer cross-entropy training makes pass@N fall (over-confidence) while DCO
+    keeps it. Here: 2-digit arith, the effect-size base (own cache folder: the base-model cache key does not
+    include ``max_digits``), 2000 train problems, 200 held-out eval problems, N = 16, lr 1e-3 constant, batch 32.
+    Measured (2-core, shared): CE 40 steps pass@16 0.125 [0.08, 0.17]; CE 400 steps 0.16 [0.115, 0.21]; DCO
+    (n=16) 400 steps 0.175 [0.125, 0.23] (pass@1 0.009 / 0.013 / 0.014).
+    NOT HELD at this scale: CE's pass@16 does not fall with 10x longer training, and DCO is no better than CE.
+    What is asserted is what holds: neither objective loses pass@N with longer training, and they are within
+    each other's CI."""
+    from alignkit.testbed import get_base_model
+    from alignkit.testbed.tasks import ArithTask
+    from tests.effect import effect_base_config
+
+    task = ArithTask(max_digits=2)
+    base = get_base_model(
+        task, effect_base_config("arith"), cache_dir=effect_cache / "arith2", progress=False
+    )
+    tok = base.tokenizer
+    eos = tok.eos_token_id
+    rows = [
+        {
+            "prompt_ids": p.ids,
+            "completion_ids": [*tok(str(p.meta["answer"]), add_special_tokens=False)["input_ids"], eos],
+        }
+        for p in task.prompts(tok, "train", 2000, seed=0)
+    ]
+    evals = task.prompts(tok, "eval", 200, seed=0)
+    n = 16
+    res = {}
+    for name, obj, hp, steps in (
+        ("ce_short", "sft", {}, 40),
+        ("ce_long", "sft", {}, 400),
+        ("dco_long", "dco", {"n": n}, 400),
+    ):
+        policy = copy.deepcopy(base.model)
+        policy.requires_grad_(True)
+        policy.train()
+        out = train(
+            objective=obj,
+            model=policy,
+            tokenizer=tok,
+            data=rows,
+            mode="sft",
+            hyper_parameters=hp,
+            max_steps=steps,
+            batch_size=32,
+            learning_rate=1e-3,
+            lr_scheduler="constant",
+            progress=False,
+            output_dir=None,
+            tensorboard=False,
+            packing=False,
+        )
+        res[name] = _pass_at(out.model, tok, task, evals, n)
+    print("dco pass@N:", res)
+    key = f"pass@{n}"
+    ce_s, ce_l, dco_l = res["ce_short"], res["ce_long"], res["dco_long"]
+    assert ce_l[key] > 0.05 and dco_l[key] > 0.05  # both solve some held-out problems
+    assert ce_l[key] >= ce_s[f"{key}_ci95"][0]  # CE's pass@N did not fall below the short run's CI
+    # DCO and CE at the same length: each mean inside the other's CI (no difference detected at this scale)
+    assert dco_l[f"{key}_ci95"][0] <= ce_l[key] <= dco_l[f"{key}_ci95"][1] or (
+        ce_l[f"{key}_ci95"][0] <= dco_l[key] <= ce_l[f"{key}_ci95"][1]
+    )
+
+
+def test_irepo_and_pairwise_cringe_vs_dpo_in_the_arena(effect_cache):
+    """The arena on the effect base (1000 prompts, 300 eval prompts, 150 steps at lr 2e-4, as the DPO effect
+    test), settings from ``OBJECTIVE_SETTINGS`` (irepo beta 1.0; pairwise_cringe alpha 1.0).
+    Measured: SFT 0.081 [0.065, 0.097]; DPO 0.176 [0.157, 0.194] (KL 4.2); iREPO 0.159 [0.141, 0.178] (KL 1.5);
+    Pairwise Cringe 0.151 [0.132, 0.171] (KL 1.0). The claim "reaches DPO's gold reward or better" is NOT HELD
+    at this budget: both clearly beat SFT and their CIs overlap DPO's, but their means are below DPO's (at a
+    third of its KL). Asserted: that."""
+    from alignkit.testbed.arena import ArenaConfig, run_arena
+    from tests.effect import effect_base_config
+
+    result = run_arena(
+        ArenaConfig(
+            objectives=("sft", "dpo", "irepo", "pairwise_cringe"),
+            sweep_betas=(),
+            base=effect_base_config(),
+            train_prompts=1000,
+            eval_prompts=300,
+            steps=150,
+            learning_rate=2e-4,
+            output=None,
+            cache_dir=effect_cache,
+            progress=False,
+        )
+    )
+    rows = {r["objective"]: r for r in result.results}
+    print({k: (r["gold_reward_mean"], r["gold_reward_ci95"], r["kl_mean"]) for k, r in rows.items()})
+    sft, dpo = rows["sft"], rows["dpo"]
+    assert dpo["gold_reward_ci95"][0] > sft["gold_reward_ci95"][1]
+    for name in ("irepo", "pairwise_cringe"):
+        r = rows[name]
+        assert r["gold_reward_ci95"][0] > sft["gold_reward_ci95"][1], name  # both improve on SFT
+        assert r["gold_reward_ci95"][1] > dpo["gold_reward_ci95"][0], name  # CIs overlap DPO's
+        assert r["gold_reward_mean"] > sft["gold_reward_mean"] + 0.5 * (
+            dpo["gold_reward_mean"] - sft["gold_reward_mean"]
+        )
+        assert r["kl_mean"] < dpo["kl_mean"], name  # and they moved less than DPO
