@@ -1,0 +1,64 @@
+"""``alignkit safety-bench``: the harmful fine-tuning benchmark on the testbed ``safety`` task (issue #7).
+
+    alignkit safety-bench --methods sft lisa booster --ratios 0 0.05 0.1 0.2 --steps 80 --output runs/safety
+
+Aligns the testbed ``safety`` base model (SFT on refusal data; Booster in this stage), fine-tunes it on a benign
+user task mixed with a share p of harmful rows (Lisa / AlignGuard in this stage), and reports the harmful score
+and the fine-tune accuracy with 95% CIs. Writes results.json, results.md (table) and harmful.png (harmful
+score vs p per method) under --output. See ``alignkit.safety.bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from alignkit.safety.bench import METHODS, SafetyBenchConfig
+
+    d = SafetyBenchConfig()
+    p = sub.add_parser(
+        "safety-bench",
+        help="harmful fine-tuning benchmark: harmful score / fine-tune accuracy per defence and harmful ratio",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--methods", nargs="+", default=list(d.methods), choices=METHODS, metavar="METHOD",
+                   help=f"plain fine-tuning and defences: {', '.join(METHODS)} (default: %(default)s)")  # fmt: skip
+    p.add_argument("--ratios", nargs="+", type=float, default=list(d.ratios), metavar="P",
+                   help="harmful shares of the user data, in [0, 1] (default: %(default)s)")  # fmt: skip
+    p.add_argument("--steps", type=int, default=d.steps, help="user fine-tuning steps (default: %(default)s)")
+    p.add_argument(
+        "--align-steps", type=int, default=d.align_steps, help="alignment steps (default: %(default)s)"
+    )
+    p.add_argument(
+        "--lr", type=float, default=d.learning_rate, help="fine-tuning learning rate (%(default)s)"
+    )
+    p.add_argument("--n-eval", type=int, default=d.n_eval, help="eval prompts of each kind (%(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--cache-dir", help="testbed cache folder (default: $ALIGNKIT_CACHE or ~/.cache/alignkit)")
+    p.add_argument("--output", required=True, help="folder for results.json, results.md and harmful.png")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from alignkit.safety.bench import SafetyBenchConfig, markdown_table, run_safety_bench, write_reports
+
+    cfg = SafetyBenchConfig(
+        methods=tuple(args.methods),
+        ratios=tuple(args.ratios),
+        steps=args.steps,
+        align_steps=args.align_steps,
+        learning_rate=args.lr,
+        n_eval=args.n_eval,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+    )
+    console = Console(stderr=True)
+    result = run_safety_bench(cfg, console=console)
+    paths = write_reports(result, args.output)
+    print(markdown_table(result))  # plain print: rich would wrap the table's lines
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
