@@ -1,47 +1,21 @@
 """Slow effect test: DPO on the lowest-CHES pairs displaces the chosen likelihood less than on the highest-CHES ones."""
 
-import copy
-
 import numpy as np
 import pytest
-import torch
+
+from tests.effect import effect_arena_config, pair_rows, train_policy
 
 
 def _dpo_displacement(base, pairs, *, steps=40, lr=2e-4):
     from alignkit.eval import likelihood_displacement
     from alignkit.eval.evaluate import pair_logps
-    from alignkit.train import train
 
     tok = base.tokenizer
     bc, br = pair_logps(base.model, pairs, tok.eos_token_id)
-    rows = [{k: p[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")} for p in pairs]
-    policy = copy.deepcopy(base.model)
-    policy.requires_grad_(True)
-    policy.train()
-    tr = train(
-        objective="dpo",
-        model=policy,
-        tokenizer=tok,
-        ref_model=base.model,
-        reference="model",
-        data=rows,
-        mode="paired",
-        hyper_parameters={"beta": 0.1},
-        max_steps=steps,
-        batch_size=16,
-        learning_rate=lr,
-        lr_scheduler="linear",
-        warmup_ratio=0.1,
-        seed=0,
-        progress=False,
-        output_dir=None,
-        tensorboard=False,
-        packing=False,
+    model = train_policy(
+        base, pair_rows(pairs), hyper_parameters={"beta": 0.1}, steps=steps, learning_rate=lr
     )
-    base.model.requires_grad_(False)
-    tr.model.eval()
-    ac, ar = pair_logps(tr.model, pairs, tok.eos_token_id)
-    torch.set_grad_enabled(True)
+    ac, ar = pair_logps(model, pairs, tok.eos_token_id)
     return likelihood_displacement(bc, ac, br, ar)
 
 
@@ -57,19 +31,10 @@ def test_low_ches_pairs_displace_chosen_less_than_high_ches(effect_sentiment, ef
     """
     from alignkit.curation import ches_filter, pair_ches_scores
     from alignkit.testbed import get_task
-    from alignkit.testbed.arena import ArenaConfig, prepare_data
-    from tests.effect import effect_base_config
+    from alignkit.testbed.arena import prepare_data
 
     base = effect_sentiment
-    cfg = ArenaConfig(
-        objectives=("sft", "dpo"),
-        base=effect_base_config(),
-        train_prompts=1000,
-        eval_prompts=300,
-        output=None,
-        cache_dir=effect_cache,
-        progress=False,
-    )
+    cfg = effect_arena_config(effect_cache)
     pairs = prepare_data(cfg, base, get_task("sentiment")).pairs
     scores = pair_ches_scores(base.model, pairs, pad_token_id=base.tokenizer.eos_token_id)
     n = 64

@@ -5,7 +5,6 @@ Each test prints its measured numbers (run with ``-s``); docs/claims.md quotes t
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -14,8 +13,9 @@ import torch
 from alignkit.eval.metrics import bootstrap_ci, pass_at_k
 from alignkit.objectives.sft.goldfish import goldfish_mask
 from alignkit.registry import get
-from alignkit.train import Hook, MicroBatch, TrainContext, train
+from alignkit.train import Hook, MicroBatch, TrainContext
 from alignkit.types import LossOutput, SFTBatch
+from tests.effect import effect_arena_config, effect_base_config, train_policy
 
 pytestmark = pytest.mark.slow
 
@@ -86,26 +86,19 @@ def test_goldfish_reduces_verbatim_reproduction(effect_sentiment):
     rows = [{"prompt_ids": [bos], "completion_ids": p} for p in passages]
     res = {"base": _memorisation(base.model, passages, bos, prefix)}
     for name, hooks in (("sft", ()), ("goldfish", (GoldfishHook(k=4, h=13),))):
-        policy = copy.deepcopy(base.model)
-        policy.requires_grad_(True)
-        policy.train()
-        out = train(
+        model = train_policy(
+            base,
+            rows,
             objective="sft",
-            model=policy,
-            tokenizer=tok,
-            data=rows,
             mode="sft",
-            max_steps=150,
+            steps=150,
             batch_size=8,
             learning_rate=1e-3,
             lr_scheduler="constant",
-            progress=False,
-            output_dir=None,
-            tensorboard=False,
-            packing=False,
+            warmup_ratio=0.0,
             hooks=hooks,
         )
-        res[name] = _memorisation(out.model, passages, bos, prefix)
+        res[name] = _memorisation(model, passages, bos, prefix)
     print("goldfish memorisation:", res)
     sft, gf = res["sft"], res["goldfish"]
     assert sft["token_match"] > 0.6 and sft["exact"] >= 0.5  # plain SFT memorised the passages
@@ -138,7 +131,6 @@ def test_dco_vs_cross_entropy_pass_at_n_with_longer_training(effect_cache):
     each other's CI."""
     from alignkit.testbed import get_base_model
     from alignkit.testbed.tasks import ArithTask
-    from tests.effect import effect_base_config
 
     task = ArithTask(max_digits=2)
     base = get_base_model(
@@ -161,26 +153,19 @@ def test_dco_vs_cross_entropy_pass_at_n_with_longer_training(effect_cache):
         ("ce_long", "sft", {}, 400),
         ("dco_long", "dco", {"n": n}, 400),
     ):
-        policy = copy.deepcopy(base.model)
-        policy.requires_grad_(True)
-        policy.train()
-        out = train(
+        model = train_policy(
+            base,
+            rows,
             objective=obj,
-            model=policy,
-            tokenizer=tok,
-            data=rows,
             mode="sft",
             hyper_parameters=hp,
-            max_steps=steps,
+            steps=steps,
             batch_size=32,
             learning_rate=1e-3,
             lr_scheduler="constant",
-            progress=False,
-            output_dir=None,
-            tensorboard=False,
-            packing=False,
+            warmup_ratio=0.0,
         )
-        res[name] = _pass_at(out.model, tok, task, evals, n)
+        res[name] = _pass_at(model, tok, task, evals, n)
     print("dco pass@N:", res)
     key = f"pass@{n}"
     ce_s, ce_l, dco_l = res["ce_short"], res["ce_long"], res["dco_long"]
@@ -199,23 +184,10 @@ def test_irepo_and_pairwise_cringe_vs_dpo_in_the_arena(effect_cache):
     Pairwise Cringe 0.151 [0.132, 0.171] (KL 1.0). The claim "reaches DPO's gold reward or better" is NOT HELD
     at this budget: both clearly beat SFT and their CIs overlap DPO's, but their means are below DPO's (at a
     third of its KL). Asserted: that."""
-    from alignkit.testbed.arena import ArenaConfig, run_arena
-    from tests.effect import effect_base_config
+    from alignkit.testbed.arena import run_arena
 
-    result = run_arena(
-        ArenaConfig(
-            objectives=("sft", "dpo", "irepo", "pairwise_cringe"),
-            sweep_betas=(),
-            base=effect_base_config(),
-            train_prompts=1000,
-            eval_prompts=300,
-            steps=150,
-            learning_rate=2e-4,
-            output=None,
-            cache_dir=effect_cache,
-            progress=False,
-        )
-    )
+    objectives = ("sft", "dpo", "irepo", "pairwise_cringe")
+    result = run_arena(effect_arena_config(effect_cache, objectives=objectives))
     rows = {r["objective"]: r for r in result.results}
     print({k: (r["gold_reward_mean"], r["gold_reward_ci95"], r["kl_mean"]) for k, r in rows.items()})
     sft, dpo = rows["sft"], rows["dpo"]

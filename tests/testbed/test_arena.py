@@ -135,23 +135,9 @@ def test_dpo_raises_gold_reward_over_sft_on_sentiment(effect_cache):
     """The effect itself, as small as stays reliable (~50 s): the effect base model (~0.3 M parameters, 200
     pretraining steps), 1000 prompts, 150 DPO steps at lr 2e-4.
     Measured: SFT 0.081 [0.065, 0.097], DPO 0.176 [0.157, 0.194], KL 4.2."""
-    from tests.effect import effect_base_config
+    from tests.effect import effect_arena_config
 
-    base = effect_base_config()
-    result = run_arena(
-        ArenaConfig(
-            objectives=("sft", "dpo"),
-            sweep_betas=(),
-            base=base,
-            train_prompts=1000,
-            eval_prompts=300,
-            steps=150,
-            learning_rate=2e-4,
-            output=None,
-            cache_dir=effect_cache,
-            progress=False,
-        )
-    )
+    result = run_arena(effect_arena_config(effect_cache))
     sft, dpo = result.results
     assert dpo["gold_reward_mean"] > sft["gold_reward_mean"] + 0.03
     assert dpo["gold_reward_ci95"][0] > sft["gold_reward_ci95"][1]  # non-overlapping 95% CIs

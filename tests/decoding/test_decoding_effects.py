@@ -9,7 +9,6 @@ is VADER's compound score; KL(pi || ref) is the mean of ``log pi(y) - log ref(y)
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,8 @@ from alignkit.engine.generation import sample
 from alignkit.engine.logprobs import join
 from alignkit.eval import Samples, evaluate_policy, mean_ci, sequence_kl
 from alignkit.testbed import get_task
-from alignkit.testbed.arena import ArenaConfig, _train_rows, prepare_data
+from alignkit.testbed.arena import ArenaConfig, prepare_data
+from tests.effect import effect_arena_config, pair_rows, train_policy
 
 pytestmark = pytest.mark.slow
 
@@ -37,57 +37,22 @@ def _fmt(ci: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def arena(effect_sentiment, effect_cache):
-    """The arena's cached sentiment data (same settings as the arena's DPO effect test, so it is shared)."""
-    from tests.effect import effect_base_config
-
-    cfg = ArenaConfig(
-        objectives=("sft", "dpo"),
-        sweep_betas=(),
-        base=effect_base_config(),
-        train_prompts=1000,
-        eval_prompts=300,
-        steps=150,
-        learning_rate=2e-4,
-        output=None,
-        cache_dir=effect_cache,
-        progress=False,
-    )
+    """The arena's cached sentiment data (the effect tests' shared settings, so it is built once)."""
+    cfg = effect_arena_config(effect_cache)
     task = get_task("sentiment")
     return cfg, task, prepare_data(cfg, effect_sentiment, task)
 
 
 def _train_dpo(base: Any, cfg: ArenaConfig, pairs: list[dict[str, Any]], beta: float) -> torch.nn.Module:
-    from alignkit.train import train
-
-    rows, mode = _train_rows("dpo", pairs)
-    policy = copy.deepcopy(base.model)
-    policy.requires_grad_(True)
-    policy.train()
-    tr = train(
-        objective="dpo",
-        model=policy,
-        tokenizer=base.tokenizer,
-        ref_model=base.model,
-        reference="model",
-        data=rows,
-        mode=mode,
+    return train_policy(
+        base,
+        pair_rows(pairs),
         hyper_parameters={"beta": beta},
-        max_steps=cfg.steps,
+        steps=cfg.steps,
         batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,
-        lr_scheduler="linear",
         warmup_ratio=cfg.warmup_ratio,
-        seed=0,
-        progress=False,
-        output_dir=None,
-        tensorboard=False,
-        packing=False,
     )
-    base.model.requires_grad_(False)
-    torch.set_grad_enabled(True)
-    model = tr.model.eval()
-    model.requires_grad_(False)
-    return model
 
 
 @pytest.fixture(scope="module")
