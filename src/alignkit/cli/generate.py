@@ -57,8 +57,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="reward for decoders that need one: sentiment | arith | module:function (see above)",
     )
     p.add_argument("--lex-table", help="lexical_shortlist table p(target | source): .json or TSV (see above)")
+    p.add_argument(
+        "--chat",
+        action="store_true",
+        help="render each prompt as a user turn through the tokenizer's chat template",
+    )
+    p.add_argument("--system-prompt", help="system message for --chat (implies --chat)")
+    p.add_argument(
+        "--ptst",
+        action="store_true",
+        help="PTST (arXiv:2402.18540): --chat with the safety system prompt (Llama-2-chat's unless --system-prompt)",
+    )
     p.add_argument("--output", help="write JSON lines here instead of stdout")
     p.set_defaults(func=run)
+
+
+def render_chat(prompts: list[str], tokenizer: Any, system_prompt: str | None, ptst: bool) -> list[str]:
+    """Prompts as chat turns (``--chat``/``--system-prompt``/``--ptst``), rendered with a generation prompt."""
+    from alignkit.safety.ptst import LLAMA2_SAFETY_PROMPT, ptst_messages
+
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            "--chat/--system-prompt/--ptst need a tokenizer with a chat template; this one has none"
+        )
+    out = []
+    for p in prompts:
+        if ptst:
+            msgs = ptst_messages(p, stage="test", safety_prompt=system_prompt or LLAMA2_SAFETY_PROMPT)
+        else:
+            msgs = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
+                {"role": "user", "content": p}
+            ]
+        out.append(tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
+    return out
 
 
 def _value(text: str) -> Any:
@@ -266,8 +297,11 @@ def run(args: argparse.Namespace) -> int:
     reward_fn = resolve_reward(args.reward) if args.reward else None
     model = _load(args.model)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
+    inputs = prompts
+    if args.chat or args.system_prompt or args.ptst:
+        inputs = render_chat(prompts, tokenizer, args.system_prompt, args.ptst)
     if decoder is None:
-        outs = sample_text(model, tokenizer, prompts, **sampling)
+        outs = sample_text(model, tokenizer, inputs, **sampling)
     else:
         extra: dict[str, Any] = {}
         if args.lex_table:
@@ -278,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
             sampling=sampling,
             extra=extra,
         )
-        outs = decoder(model, tokenizer, prompts, ctx, **hp)
+        outs = decoder(model, tokenizer, inputs, ctx, **hp)
     lines = [
         json.dumps({"prompt": p, "completions": c}, ensure_ascii=False)
         for p, c in zip(prompts, outs, strict=True)

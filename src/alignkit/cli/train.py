@@ -55,6 +55,7 @@ _SWITCHES: list[tuple[str, str, str]] = [
     ("--gradient-checkpointing", "gradient_checkpointing", "recompute activations in backward"),
     ("--skip-bad-rows", "skip_bad_rows", "skip bad rows with a counted warning instead of failing"),
     ("--trust-remote-code", "trust_remote_code", "allow model code from the model folder / hub"),
+    ("--ptst", "ptst", "PTST: SFT rows through the chat template without a safety system prompt"),
 ]
 
 

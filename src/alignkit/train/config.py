@@ -58,6 +58,9 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     bf16: bool | None = None  # None: bf16 autocast when a CUDA GPU supports it
     skip_bad_rows: bool = False
+    # PTST (arXiv:2402.18540): SFT rows go through the tokenizer's chat template without a safety system prompt
+    # (``alignkit.safety.ptst_rows``); generate with ``alignkit generate --ptst`` to add it at test time.
+    ptst: bool = False
     progress: bool = True
     trust_remote_code: bool = False
     cache_dir: str | None = None  # reference cache; default $ALIGNKIT_CACHE or ~/.cache/alignkit

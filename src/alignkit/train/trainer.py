@@ -374,8 +374,11 @@ class _Trainer:
             pad = getattr(base.config, "pad_token_id", None)
         self.pad = int(pad) if pad is not None else 0
 
+        data = cfg.data
+        if cfg.ptst:
+            data = _ptst_train_rows(data, mode, tokenizer)
         prepared: Prepared = prepare(
-            cfg.data,
+            data,
             mode=mode,
             tokenizer=tokenizer,
             max_length=cfg.max_length,
@@ -855,3 +858,23 @@ class _Trainer:
             vals = [m[k] for m, _ in gathered if k in m]
             out[k] = sum(vals) / len(vals)
         return out, sum(t for _, t in gathered)
+
+
+def _ptst_train_rows(data: Any, mode: str, tokenizer: Any) -> list[dict[str, Any]]:
+    """``TrainConfig.ptst``: SFT rows as chat messages without the safety system prompt (PTST's train side)."""
+    from alignkit.data.loading import load_records
+    from alignkit.safety.ptst import ptst_rows
+
+    if mode != "sft":
+        raise ValueError(f"ptst=True applies to SFT data (mode 'sft'); got mode {mode!r}")
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            "ptst=True needs a tokenizer with a chat template (tokenizer.chat_template is empty)"
+        )
+    out: list[dict[str, Any]] = []
+    for rec in load_records(data):
+        try:
+            out += ptst_rows([dict(rec.fields)], stage="train")
+        except ValueError as e:  # name the file and row, not ptst_rows' index within a one-row list
+            raise ValueError(f"{rec.where}: {str(e).removeprefix('row 0: ')}") from None
+    return out
