@@ -451,3 +451,28 @@ def test_config_to_dict_accepts_path_data(tmp_path):
     assert cfg.to_dict()["data"] == str(tmp_path / "pairs.jsonl")
     rows = [{"prompt": "a", "chosen": "b", "rejected": "c"}]
     assert cfg.replace(data=rows).to_dict()["data"] == "<in-memory list of 1 rows>"
+
+
+def test_adamw_is_fused_where_supported_and_equals_the_plain_loop():
+    import torch
+
+    from alignkit.train.trainer import _adamw
+
+    out = {}
+    for name in ("fused", "plain"):
+        torch.manual_seed(0)
+        ps = [torch.nn.Parameter(torch.randn(30, 8)), torch.nn.Parameter(torch.randn(8))]
+        groups = [{"params": ps[:1], "weight_decay": 0.1}, {"params": ps[1:], "weight_decay": 0.0}]
+        if name == "fused":
+            opt = _adamw(groups, 1e-2, (0.9, 0.999))
+            assert opt.defaults["fused"] is True
+        else:
+            opt = torch.optim.AdamW(groups, lr=1e-2, betas=(0.9, 0.999), foreach=False)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            for p in ps:
+                p.grad = torch.randn(p.shape, generator=g)
+            opt.step()
+        out[name] = [p.detach().clone() for p in ps]
+    for a, b in zip(out["fused"], out["plain"], strict=True):
+        assert (a - b).abs().max().item() < 1e-6
