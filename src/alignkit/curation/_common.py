@@ -7,10 +7,23 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def field_str(row: Any, i: int, name: str, *, allow_empty: bool = False) -> str:
-    """``row[name]`` as a string, or a ``ValueError`` naming row ``i`` and the field."""
+def check_row(row: Any, i: int) -> dict[str, Any]:
+    """``row`` itself, or a ``ValueError`` naming row ``i`` when it is not a dict."""
     if not isinstance(row, dict):
         raise ValueError(f"row {i}: must be a dict, got {type(row).__name__}")
+    return row
+
+
+def annotated(
+    rows: Sequence[Any], order: Sequence[int], field: str, values: Sequence[float]
+) -> list[dict[str, Any]]:
+    """``rows[i]`` for ``i`` in ``order`` (copies), each with ``field = values[i]`` added."""
+    return [{**check_row(rows[i], i), field: float(values[i])} for i in order]
+
+
+def field_str(row: Any, i: int, name: str, *, allow_empty: bool = False) -> str:
+    """``row[name]`` as a string, or a ``ValueError`` naming row ``i`` and the field."""
+    check_row(row, i)
     if name not in row:
         raise ValueError(f"row {i}: missing field {name!r}")
     v = row[name]
@@ -23,8 +36,7 @@ def field_str(row: Any, i: int, name: str, *, allow_empty: bool = False) -> str:
 
 def field_ids(row: Any, i: int, name: str, *, allow_empty: bool = False) -> list[int]:
     """``row[name]`` as a list of token ids, or a ``ValueError`` naming row ``i`` and the field."""
-    if not isinstance(row, dict):
-        raise ValueError(f"row {i}: must be a dict, got {type(row).__name__}")
+    check_row(row, i)
     if name not in row:
         raise ValueError(f"row {i}: missing field {name!r}")
     v = row[name]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from alignkit.curation._common import check_fraction, n_keep
+from alignkit.curation._common import annotated, check_fraction, n_keep
 from alignkit.registry import register
 
 PAPER = "Efficient Alignment of Large Language Models via Data Sampling"
@@ -105,12 +105,7 @@ def isa_select(
         raise ValueError(f"features must be (rows={len(rows)}, dim), got shape {x.shape}")
     dh = isa_entropy_change(x, n_components=n_components, seed=seed)
     keep = sorted(sorted(range(len(rows)), key=lambda i: (-dh[i], i))[: n_keep(len(rows), frac)])
-    out = []
-    for i in keep:
-        if not isinstance(rows[i], dict):
-            raise ValueError(f"row {i}: must be a dict, got {type(rows[i]).__name__}")
-        out.append({**rows[i], "entropy_change": float(dh[i])})
-    return out
+    return annotated(rows, keep, "entropy_change", dh)
 
 
 def fit_exp_plateau(

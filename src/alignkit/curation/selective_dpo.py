@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from alignkit.curation._common import check_fraction, field_ids, n_keep
+from alignkit.curation._common import annotated, check_fraction, field_ids, n_keep
 from alignkit.registry import register
 
 PAPER = "Principled Data Selection for Alignment: The Hidden Risks of Difficult Examples"
@@ -145,12 +145,7 @@ def selective_dpo_select(
     order = sorted(range(len(rows)), key=lambda i: (float(d[i]), i))[: n_keep(len(rows), tau)]
     if not curriculum:
         order = sorted(order)
-    out = []
-    for i in order:
-        if not isinstance(rows[i], dict):
-            raise ValueError(f"row {i}: must be a dict, got {type(rows[i]).__name__}")
-        out.append({**rows[i], "difficulty": float(d[i])})
-    return out
+    return annotated(rows, order, "difficulty", [float(x) for x in d])
 
 
 register(
