@@ -18,9 +18,8 @@ import torch
 from alignkit.decoding import DecodeContext, alignment_resampling, dera, dera_logits, sample_text, urial
 from alignkit.decoding.dera import DeRaProcessor
 from alignkit.decoding.watermark_resampling import GreenListWatermark, best_of_n, watermark_z
-from alignkit.engine.generation import sample
 from alignkit.engine.logprobs import join
-from alignkit.eval import Samples, evaluate_policy, mean_ci, sequence_kl
+from alignkit.eval import evaluate_policy, mean_ci, sample_and_score, sequence_kl
 from alignkit.testbed import get_task
 from alignkit.testbed.arena import ArenaConfig, prepare_data
 from tests.effect import effect_arena_config, pair_rows, train_policy
@@ -94,20 +93,18 @@ def _dera_eval(aligned, ref, tok, task, prompts, lam: float, *, num_samples: int
     """Sample the DeRa mixture (through the engine's sampler and :class:`DeRaProcessor`), score gold reward,
     and estimate KL(mixture || ref) per prompt."""
     pad = tok.eos_token_id
-    ids = sample(
+    samples = sample_and_score(
         aligned,
-        [list(p.ids) for p in prompts],
+        tok,
+        task,
+        prompts,
         num_samples=num_samples,
-        max_new_tokens=task.max_new_tokens,
         seed=seed,
-        eos_token_id=pad,
-        pad_token_id=pad,
+        batch_size=256,
         progress=False,
         logits_processor=DeRaProcessor(ref, lam, pad),
     )
-    texts = [[tok.decode(c, skip_special_tokens=True) for c in per] for per in ids]
-    rewards = [task.gold_rewards([p] * len(per), per) for p, per in zip(prompts, texts, strict=True)]
-    samples = Samples(ids=ids, texts=texts, rewards=rewards)
+    ids = samples.ids
     flat_p = [list(p.ids) for p, per in zip(prompts, ids, strict=True) for _ in per]
     flat_c = [list(c) for per in ids for c in per]
     kl = sequence_kl(

@@ -92,8 +92,10 @@ def sample_and_score(
     batch_size: int = 512,
     progress: bool = True,
     description: str = "sampling",
+    logits_processor: Any = None,
 ) -> Samples:
-    """Sample ``num_samples`` completions per prompt from ``model`` and score them with the task's gold reward."""
+    """Sample ``num_samples`` completions per prompt from ``model`` and score them with the task's gold reward.
+    ``logits_processor(input_ids, scores) -> scores`` steers the sampler (e.g. a decoding-time method)."""
     from alignkit.engine.generation import sample
 
     if not prompts:
@@ -111,6 +113,7 @@ def sample_and_score(
         pad_token_id=eos,
         progress=progress,
         description=description,
+        logits_processor=logits_processor,
     )
     texts = [[tokenizer.decode(c, skip_special_tokens=True) for c in per] for per in ids]
     flat_p = [p for p, per in zip(prompts, texts, strict=True) for _ in per]
