@@ -518,7 +518,7 @@ def main() -> None:
         print(line(r))
     meta = dict(load_start=load, load_end=end_load, peak_gflops=max(peak), argv=sys.argv[1:])
     Path(args.json).write_text(json.dumps(dict(meta=meta, results=results), indent=1))
-    if not args.quick and args.device == "cpu":
+    if not args.quick and args.device == "cpu" and args.sweeps:  # the plots need the sweep points
         plots(results, HERE)
 
 
