@@ -63,3 +63,12 @@ def test_arith_base_model_builds(tiny_config, tmp_path):
     ids = base.tokenizer("12+34=", add_special_tokens=False)["input_ids"]
     assert base.tokenizer.decode(ids) == "12+34="
     assert base.model.config.vocab_size == len(base.tokenizer)
+
+
+def test_cache_path_follows_task_settings(tmp_path):
+    from alignkit.testbed.model import model_path
+    from alignkit.testbed.tasks import ArithTask
+
+    cfg = ArithTask().base_config()
+    default, two = model_path(ArithTask(), cfg, tmp_path), model_path(ArithTask(max_digits=2), cfg, tmp_path)
+    assert default != two and default.name == f"arith-{cfg.key()}" and two.name == f"arith-d2-{cfg.key()}"

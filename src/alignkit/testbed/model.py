@@ -300,6 +300,13 @@ def _save(base: BaseModel, path: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def model_path(task: Any, config: BaseModelConfig, root: Path) -> Path:
+    """The cache folder of ``task``'s base model built with ``config`` under ``root``: keyed by the config and by
+    the task settings that change the training text (``Task.cache_tag``, e.g. arith's ``max_digits``)."""
+    tag = task.cache_tag() if hasattr(task, "cache_tag") else ""
+    return root / "testbed" / f"{task.name}{'-' + tag if tag else ''}-{config.key()}"
+
+
 def get_base_model(
     task: str | Any = "sentiment",
     config: BaseModelConfig | None = None,
@@ -321,7 +328,7 @@ def get_base_model(
     if config.task != task_obj.name:
         raise ValueError(f"config.task is {config.task!r} but the task is {task_obj.name!r}")
     root = Path(cache_dir) if cache_dir is not None else cache_root()
-    path = root / "testbed" / f"{task_obj.name}-{config.key()}"
+    path = model_path(task_obj, config, root)
     if not rebuild:
         cached = _load(path, config)
         if cached is not None:

@@ -60,6 +60,11 @@ class Task:
     def base_config(self, **overrides: Any) -> BaseModelConfig:
         return BaseModelConfig(task=self.name, **overrides)
 
+    def cache_tag(self) -> str:
+        """Task settings that change the built base model (its training text), for the cache folder name;
+        empty for the defaults, so default caches keep their names."""
+        return ""
+
     def documents(self, config: BaseModelConfig) -> list[str]:
         raise NotImplementedError
 
@@ -170,6 +175,9 @@ class ArithTask(Task):
 
     def base_config(self, **overrides: Any) -> BaseModelConfig:
         return BaseModelConfig(**{"task": self.name, "vocab_size": 300, **overrides})
+
+    def cache_tag(self) -> str:
+        return "" if self.max_digits == 3 else f"d{self.max_digits}"
 
     @staticmethod
     def is_eval_problem(a: int, op: str, b: int) -> bool:
