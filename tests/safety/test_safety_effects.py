@@ -131,49 +131,56 @@ def _acc(model, tok, items) -> dict:
     return mean_ci([r[0] for r in s.rewards])
 
 
-def _finetune_rows(model, tok, pairs, steps: int, lr: float):
+def _finetune_rows(model, tok, pairs, steps: int, lr: float, seed: int = 0):
     from alignkit.safety.bench import _sft
 
     return _sft(copy.deepcopy(model), tok, [_pair(tok, i, a) for i, a in pairs], steps=steps, lr=lr,
-                batch_size=16, seed=0)  # fmt: skip
+                batch_size=16, seed=seed)  # fmt: skip
 
 
 def test_ties_vs_averaging_two_task_models(bench):
     """TIES-Merging (arXiv:2306.01708) claim: TIES beats plain weight averaging on the mean accuracy of the
     merged tasks. Two task models from the aligned model: animal classification (the bench's user task) and
-    parity of a number; TIES density 0.2, lambda 1 (paper defaults), against the uniform average.
+    parity of a number; TIES density 0.2, lambda 1 (paper defaults), against the uniform average; three seeds
+    (data and fine-tuning), because one pair of fine-tunes flips with rounding (a change of AdamW kernel moved
+    one seed's solo accuracies from 0.72 / 1.00 to 0.83 / 0.89).
 
-    NOT held at this scale: both merges lose most of what the task models learned (solo 0.72 / 1.00, merged
-    0.54 / 0.56 for TIES and for the average alike); in a side sweep (lr 1e-3 / 80 steps, lr 3e-4 / 150
-    steps, density 0.2 / 0.5, lambda 1 / 1.5) averaging was as good or better (mean 0.675 vs TIES 0.64).
-    Asserted: merging interferes (both merges well below the task models) and TIES is not better."""
+    Measured (seeds 0-3): solo 0.83-0.93 / 0.73-1.00; TIES 0.55 every time (about the majority-answer level);
+    average 0.38 / 0.525 / 0.395 / 0.48. So TIES >= averaging held, but only trivially: neither merge keeps what
+    the task models learned. Asserted: interference (both merges well below the task models, every seed), TIES
+    not worse than averaging on the mean over seeds, and neither merge above 0.65."""
     from alignkit.merging import average, ties
     from alignkit.safety.bench import user_instructions
 
     tok, base = bench["tok"], bench["aligned"]
-    a = _finetune_rows(base, tok, user_instructions(800, 0), 80, 3e-4)
-    b = _finetune_rows(base, tok, _even_pairs(tok, 800, 0), 80, 3e-4)
     ev_a, ev_b = user_instructions(N_EVAL, 10_099), _even_pairs(tok, N_EVAL, 99)
     theta0 = {k: v.detach() for k, v in base.state_dict().items()}
-    sa = {k: v.detach() for k, v in a.state_dict().items()}
-    sb = {k: v.detach() for k, v in b.state_dict().items()}
 
-    def score(state):
+    def merged(state):
         m = copy.deepcopy(base)
         m.load_state_dict(state)
         m.eval()
-        return _acc(m, tok, ev_a), _acc(m, tok, ev_b)
+        return (_acc(m, tok, ev_a)["mean"] + _acc(m, tok, ev_b)["mean"]) / 2
 
-    solo = (_acc(a, tok, ev_a)["mean"], _acc(b, tok, ev_b)["mean"])
-    t_a, t_b = score(ties(theta0, [sa, sb], density=0.2))
-    v_a, v_b = score(average([sa, sb]))
-    ties_mean, avg_mean = (t_a["mean"] + t_b["mean"]) / 2, (v_a["mean"] + v_b["mean"]) / 2
-    print(
-        f"solo {solo}; ties {t_a['mean']:.3f}/{t_b['mean']:.3f}; average {v_a['mean']:.3f}/{v_b['mean']:.3f}"
-    )
-    solo_mean = sum(solo) / 2
-    assert ties_mean < solo_mean - 0.1 and avg_mean < solo_mean - 0.1  # interference
-    assert ties_mean <= avg_mean + 0.05  # not held: TIES is not better than averaging here
+    rows = []
+    for seed in range(3):
+        a = _finetune_rows(base, tok, user_instructions(800, seed), 80, 3e-4, seed=seed)
+        b = _finetune_rows(base, tok, _even_pairs(tok, 800, seed), 80, 3e-4, seed=seed)
+        sa = {k: v.detach() for k, v in a.state_dict().items()}
+        sb = {k: v.detach() for k, v in b.state_dict().items()}
+        solo = (
+            _acc(a, tok, ev_a)["mean"] + _acc(b, tok, ev_b)["mean"]
+        ) / 2  # each task model on its own task
+        rows.append((solo, merged(ties(theta0, [sa, sb], density=0.2)), merged(average([sa, sb]))))
+    print("(solo, ties, average) mean accuracy per seed:", rows)
+    for solo, t, v in rows:
+        assert (
+            t < solo - 0.1 and v < solo - 0.1
+        )  # interference: both merges lose what the task models learned
+        assert t <= 0.65 and v <= 0.65
+    ties_mean = sum(r[1] for r in rows) / len(rows)
+    avg_mean = sum(r[2] for r in rows) / len(rows)
+    assert ties_mean >= avg_mean - 0.02  # TIES not worse than averaging (held, trivially)
 
 
 def test_wise_ft_curve_has_an_interior_point_better_than_both_ends(bench, plain_p10):
