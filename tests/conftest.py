@@ -25,3 +25,15 @@ def effect_sentiment(effect_cache):
     from alignkit.testbed import get_base_model
 
     return get_base_model("sentiment", effect_base_config(), cache_dir=effect_cache, progress=False)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A saved tiny Llama + character tokenizer folder (``save_pretrained``), for tests that load from disk."""
+    from alignkit.engine.tiny import char_tokenizer, tiny_llama
+
+    d = tmp_path_factory.mktemp("tiny-llama")
+    tok = char_tokenizer()
+    tiny_llama(vocab_size=len(tok), hidden_size=32).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d

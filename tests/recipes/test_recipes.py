@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from alignkit import recipes
 from alignkit.cli.main import main as cli
-from alignkit.engine.tiny import char_tokenizer, tiny_llama
+from alignkit.engine.tiny import char_tokenizer
 
 EXPECTED = {
     "lion": ["sft", "dpo", "online_dpo"],
@@ -27,15 +27,6 @@ def target_reward(prompt_ids, completion_ids):
     tok = char_tokenizer()
     a = tok("a", add_special_tokens=False)["input_ids"][0]
     return [sum(t == a for t in c) / max(len(c), 1) for c in completion_ids]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny-llama")
-    tok = char_tokenizer()
-    tiny_llama(vocab_size=len(tok), hidden_size=32).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
 
 
 def _data(tmp: Path) -> dict[str, Path]:

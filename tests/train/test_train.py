@@ -27,15 +27,6 @@ def pref_rows(n=32, seed=0):
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny-llama")
-    tok = char_tokenizer()
-    tiny_llama(vocab_size=len(tok), hidden_size=32).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
-
-
-@pytest.fixture(scope="session")
 def data_file(tmp_path_factory):
     f = tmp_path_factory.mktemp("data") / "pairs.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in pref_rows()))
