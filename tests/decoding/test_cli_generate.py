@@ -176,3 +176,46 @@ def test_reward_reaches_darwin(saved, capsys):
     assert [r["prompt"] for r in rows] == ["hi", "ok"] and all(len(r["completions"]) == 1 for r in rows)
     assert main(cmd) == 2
     assert "needs context.reward_fn" in capsys.readouterr().err
+
+
+# --- --aligner-model / --aligner-prefix ------------------------------------------------------------------------
+
+
+def test_aligner_prefix_file_roundtrip_and_cli(saved, tmp_path, aligned, tok, capsys):
+    import torch
+
+    from alignkit.decoding.aligner_prefix import add_aligner_prefix, read_aligner_prefix, save_aligner_prefix
+
+    m = add_aligner_prefix(aligned)
+    with torch.no_grad():
+        m.aligner_prefix.gates.fill_(0.5)
+        m.aligner_prefix.prefix.normal_(0, 1.0)
+    f = save_aligner_prefix(m, tmp_path / "prefix.safetensors")
+    state = read_aligner_prefix(f)
+    assert torch.equal(state["gates"], m.aligner_prefix.gates.detach())
+    common = ["generate", "--model", str(saved / "aligned"), "--prompt", "hi", "--max-new-tokens", "5"]
+    common += ["--temperature", "0"]
+    assert main(common) == 0
+    plain = _rows(capsys)
+    assert main([*common, "--decoder", "aligner_prefix", "--aligner-prefix", str(f), "--hp", "scale=0"]) == 0
+    assert _rows(capsys) == plain  # scale 0 = the base model
+    assert main([*common, "--decoder", "aligner_prefix", "--aligner-prefix", str(f), "--hp", "scale=20"]) == 0
+    assert _rows(capsys) != plain  # the trained prefix changes the output
+    assert main([*common, "--decoder", "aligner_prefix", "--aligner-prefix", str(tmp_path / "nope.st")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*common, "--aligner-prefix", str(f)]) == 2
+    assert "--aligner-prefix given without --decoder" in capsys.readouterr().err
+
+
+def test_aligners_cli_uses_the_aligner_model(saved, aligned, ref, tok, capsys):
+    from alignkit.decoding import DecodeContext
+    from alignkit.decoding.aligners import aligners
+
+    common = ["generate", "--model", str(saved / "ref"), "--prompt", "hi", "--max-new-tokens", "4"]
+    common += ["--temperature", "0"]
+    assert main([*common, "--decoder", "aligners", "--aligner-model", str(saved / "aligned")]) == 0
+    got = _rows(capsys)
+    ctx = DecodeContext(aligner_model=aligned, sampling=dict(max_new_tokens=4, temperature=0.0, seed=0,
+                        num_samples=1, top_p=1.0, top_k=0), extra={"aligner_tokenizer": tok})  # fmt: skip
+    want = aligners(ref, tok, ["hi"], ctx)
+    assert got[0]["completions"] == want[0]

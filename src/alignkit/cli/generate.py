@@ -64,6 +64,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--system-prompt", help="system message for --chat (implies --chat)")
     p.add_argument(
+        "--aligner-model", help="aligners: the rewriting model's folder (its tokenizer is used for it)"
+    )
+    p.add_argument(
+        "--aligner-prefix", help="aligner_prefix: a trained prefix (.safetensors, save_aligner_prefix)"
+    )
+    p.add_argument(
         "--ptst",
         action="store_true",
         help="PTST (arXiv:2402.18540): --chat with the safety system prompt (Llama-2-chat's unless --system-prompt)",
@@ -291,7 +297,13 @@ def run(args: argparse.Namespace) -> int:
                 f"it takes: {', '.join(sorted(decoder.defaults)) or '(none)'}"
             )
     else:
-        for flag, value in (("--hp", hp), ("--reward", args.reward), ("--lex-table", args.lex_table)):
+        for flag, value in (
+            ("--hp", hp),
+            ("--reward", args.reward),
+            ("--lex-table", args.lex_table),
+            ("--aligner-model", args.aligner_model),
+            ("--aligner-prefix", args.aligner_prefix),
+        ):
             if value:
                 raise ValueError(f"{flag} given without --decoder")
     reward_fn = resolve_reward(args.reward) if args.reward else None
@@ -306,7 +318,16 @@ def run(args: argparse.Namespace) -> int:
         extra: dict[str, Any] = {}
         if args.lex_table:
             extra["lex_table"] = read_lex_table(args.lex_table, tokenizer)
+        if args.aligner_prefix:
+            from alignkit.decoding.aligner_prefix import read_aligner_prefix
+
+            extra["aligner_prefix"] = read_aligner_prefix(args.aligner_prefix)
+        aligner_model = None
+        if args.aligner_model:
+            aligner_model = _load(args.aligner_model)
+            extra["aligner_tokenizer"] = AutoTokenizer.from_pretrained(args.aligner_model)
         ctx = DecodeContext(
+            aligner_model=aligner_model,
             ref_model=_load(args.ref_model) if args.ref_model else None,
             reward_fn=reward_fn,
             sampling=sampling,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -124,6 +125,36 @@ def load_aligner_prefix(
     new = add_aligner_prefix(model, n_tokens=int(state["prefix"].shape[0]), copy_model=copy_model)
     new.aligner_prefix.load_state_dict(dict(state))
     return new
+
+
+def save_aligner_prefix(model: nn.Module, path: str | Path) -> Path:
+    """Write ``model.aligner_prefix``'s trained state (``prefix``, ``gates``) to a safetensors file, the input of
+    ``alignkit generate --decoder aligner_prefix --aligner-prefix FILE``."""
+    from safetensors.torch import save_file
+
+    if not hasattr(model, "aligner_prefix"):
+        raise ValueError("model has no aligner_prefix (see add_aligner_prefix)")
+    path = Path(path)
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in model.aligner_prefix.state_dict().items()}, str(path)
+    )
+    return path
+
+
+def read_aligner_prefix(path: str | Path) -> dict[str, Tensor]:
+    """A prefix state saved by :func:`save_aligner_prefix` (safetensors: no pickles)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"aligner prefix file {path} does not exist")
+    state = load_file(str(path))
+    for key in ("prefix", "gates"):
+        if key not in state:
+            raise ValueError(
+                f"{path}: no {key!r} tensor (has {sorted(state)}); save with save_aligner_prefix"
+            )
+    return state
 
 
 def trainable_parameter_count(n_tokens: int, hidden_size: int, num_layers: int, num_heads: int) -> int:
