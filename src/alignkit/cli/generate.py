@@ -21,7 +21,6 @@ or ``--output``. ``alignkit list --kind decoder`` lists the decoders; ``alignkit
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import pathlib
@@ -29,6 +28,8 @@ import re
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from alignkit.cli import import_callable
 
 RewardFn = Callable[[str, str], float]
 
@@ -149,8 +150,10 @@ def _arith_reward(prompt: str, completion: str) -> float:
     m = _ARITH.search(prompt)
     if m is None:
         raise ValueError(f"--reward arith: prompt {prompt!r} does not end in 'A+B=' or 'A-B='")
-    a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
-    return 1.0 if completion.strip() == str(a + b if op == "+" else a - b) else 0.0
+    from alignkit.testbed.tasks import ArithTask, Prompt
+
+    answer = ArithTask.answer(int(m.group(1)), m.group(2), int(m.group(3)))
+    return ArithTask().gold_reward(Prompt(prompt, [], {"answer": answer}), completion)
 
 
 #: the named rewards of ``--reward`` (testbed tasks whose gold reward needs only the prompt text)
@@ -166,15 +169,7 @@ def resolve_reward(name: str) -> RewardFn:
         raise ValueError(
             f"--reward {name!r}: unknown reward; use one of {', '.join(sorted(REWARDS))} or module:function"
         )
-    mod_name, attr = name.split(":", 1)
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise ValueError(f"--reward {name!r}: cannot import module {mod_name!r} ({exc})") from exc
-    fn = getattr(mod, attr, None)
-    if not callable(fn):
-        raise ValueError(f"--reward {name!r}: module {mod_name!r} has no callable {attr!r}")
-    return fn
+    return import_callable(name, "--reward")
 
 
 def _token_id(value: Any, tokenizer: Any, where: str, field: str) -> int:

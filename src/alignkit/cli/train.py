@@ -8,11 +8,12 @@ given on the command line override it. The resolved config is written to ``<outp
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from alignkit.cli import import_callable
 
 _HP_PREFIX = "hp__"
 
@@ -109,8 +110,7 @@ def _reward_fn(spec: Any) -> Any:
         return spec
     if ":" not in spec:
         raise ValueError(f"--reward-fn must be 'module:function'; got {spec!r}")
-    mod, fn = spec.split(":", 1)
-    return getattr(importlib.import_module(mod), fn)
+    return import_callable(spec, "--reward-fn")
 
 
 def resolve_config(args: argparse.Namespace) -> Any:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from alignkit.curation._common import check_fraction, check_scores, field_ids, n_keep
+from alignkit.engine.logprobs import pad_right
 from alignkit.registry import register
 
 PAPER = "Unintentional Unalignment: Likelihood Displacement in Direct Preference Optimization"
@@ -123,16 +124,6 @@ def ches_filter(
     return [{**rows[i], "ches": s[i]} for i in keep]
 
 
-def _padded(seqs: list[list[int]], pad: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    t = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), t), pad, dtype=torch.long, device=device)
-    att = torch.zeros((len(seqs), t), dtype=torch.long, device=device)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long, device=device)
-        att[i, : len(s)] = 1
-    return ids, att
-
-
 @torch.no_grad()
 def pair_hidden_states(
     model: nn.Module, rows: Sequence[dict[str, Any]], *, pad_token_id: int = 0
@@ -152,7 +143,7 @@ def pair_hidden_states(
         seqs = [
             p + field_ids(r, i, f"{side}_ids") for i, (p, r) in enumerate(zip(prompts, rows, strict=True))
         ]
-        ids, att = _padded(seqs, pad_token_id, device)
+        ids, att = pad_right(seqs, pad_token_id, device)
         res = model(input_ids=ids, attention_mask=att, output_hidden_states=True)
         out[f"{side}_hidden"] = res.hidden_states[-1].float()
         out[f"{side}_last_prompt_idx"] = torch.tensor([len(p) - 1 for p in prompts], device=device)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from alignkit.engine.logprobs import TokenLogps, _backbone_and_head, head_logps, unwrap_model
+from alignkit.engine.logprobs import TokenLogps, _backbone_and_head, head_logps, model_device, unwrap_model
 
 ATTN_NAME = "alignkit_packed"
 _CALLS = {"packed": 0}
@@ -265,10 +265,9 @@ def packed_logps(model: nn.Module, batch: PackedBatch, *, with_log_sum_sq: bool 
     decoder, _ = _backbone_and_head(model)
     if decoder is None:
         raise TypeError(f"{type(unwrap_model(model)).__name__} has no separable decoder; packing needs one")
-    weight = next(model.parameters(), None)
-    if weight is not None and weight.device != batch.input_ids.device:
+    if model_device(model) != batch.input_ids.device:
         raise ValueError(
-            f"packed batch is on {batch.input_ids.device} but the model is on {weight.device}: pass "
+            f"packed batch is on {batch.input_ids.device} but the model is on {model_device(model)}: pass "
             "device=... to pack_pairs / pack_sequences"
         )
     placeholder = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=batch.input_ids.device)
