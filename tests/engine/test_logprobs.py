@@ -138,3 +138,60 @@ def test_generate_text():
     model = tiny_llama(vocab_size=len(tok))
     out = generate(model, tok, ["hello", "a"], num_samples=2, max_new_tokens=5, progress=False)
     assert len(out) == 2 and all(len(o) == 2 and all(isinstance(s, str) for s in o) for o in out)
+
+
+def test_head_workspace_reuses_and_bounds_buffers():
+    from alignkit.engine.logprobs import _HeadWorkspace
+
+    ws = _HeadWorkspace(keep=2)
+    cpu = torch.device("cpu")
+    a = ws.take(100, cpu)
+    assert a.numel() == 100 and a.dtype == torch.float32
+    ws.give(a)
+    b = ws.take(60, cpu)  # fits in the held buffer: the same storage comes back
+    assert b.data_ptr() == a.data_ptr()
+    ws.give(b)
+    ws.give(torch.empty(10))
+    ws.give(torch.empty(20))  # three held > keep: the smallest goes
+    assert ws.held_bytes() == 4 * (100 + 20)
+    c = ws.take(500, cpu)  # nothing fits: the held buffers are dropped before allocating
+    assert c.numel() == 500 and ws.held_bytes() == 0
+    ws.give(c)
+    ws.clear()
+    assert ws.held_bytes() == 0
+
+
+def test_head_reuses_logit_buffers_across_steps_with_equal_results(monkeypatch):
+    """Training fwd+bwd and no-grad tiles draw their [N, V] buffers from the workspace; values never change."""
+    import alignkit.engine.logprobs as lpm
+
+    ws = lpm._HeadWorkspace(keep=2)
+    monkeypatch.setattr(lpm, "HEAD_WORKSPACE", ws)
+    torch.manual_seed(0)
+    model = tiny_llama(vocab_size=64)
+    prompts, comps = _batch(seed=3)
+    ids, att, comp = join(prompts, comps, 0, None)
+    results, grads = [], []
+    for _ in range(2):
+        model.zero_grad()
+        tl = completion_logps(model, ids, att, comp)
+        assert ws.held_bytes() == 0  # the kept probabilities hold the buffer until backward
+        tl.sums().sum().backward()
+        assert ws.held_bytes() == 4 * int(tl.mask.sum()) * 64  # given back, one buffer of N x V
+        results.append(tl.logps.detach().clone())
+        grads.append([p.grad.clone() for p in model.parameters()])
+    ptr = ws._free[0].data_ptr()
+    with torch.no_grad():
+        monkeypatch.setattr(lpm, "_TILE_ELEMENTS", 64 * 3)  # several no-grad tiles share one buffer
+        tiled = completion_logps(model, ids, att, comp)
+    assert ws._free[0].data_ptr() == ptr  # reused, not reallocated
+    assert torch.equal(results[0], results[1])
+    assert torch.allclose(tiled.logps, results[0], atol=1e-6)
+    for g0, g1 in zip(*grads, strict=True):
+        assert torch.equal(g0, g1)
+    # a second backward through the same graph is refused, not computed from a recycled buffer
+    tl = completion_logps(model, ids, att, comp)
+    loss = tl.sums().sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        loss.backward()

@@ -6,6 +6,7 @@ LM head, in row tiles so the ``[N, V]`` logits stay bounded, and each log-prob i
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,63 @@ _TILE_ELEMENTS = 2**25
 # rows x vocabulary probabilities fit in this many fp32 elements (2**27 = 512 MiB); beyond it, each tile's logits
 # are recomputed in backward so memory stays at one tile.
 _KEEP_ELEMENTS = 2**27
+
+
+class _HeadWorkspace:
+    """Reusable fp32 CPU buffers for LM-head logits (the largest tensors of a step).
+
+    A fresh ``[N, V]`` buffer is hundreds of MB: the C allocator maps it anew every time and the kernel zero-fills
+    it page by page (~100k page faults per DPO step in ``benchmarks/dpo_vs_trl.py`` config A, a tenth of the step).
+    Buffers come back here after use and are reused; at most ``keep`` are held, and a request no held buffer fits
+    drops the held ones before allocating, so holding never adds a second buffer to the peak. CUDA has its own
+    caching allocator: there every ``take`` is a plain ``torch.empty``.
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = keep
+        self._free: list[Tensor] = []
+        self._lock = threading.Lock()
+
+    def take(self, numel: int, device: torch.device) -> Tensor:
+        """A flat fp32 buffer of at least ``numel`` elements (contents undefined)."""
+        if device.type == "cpu":
+            with self._lock:
+                fits = [i for i, b in enumerate(self._free) if b.numel() >= numel]
+                if fits:
+                    return self._free.pop(min(fits, key=lambda i: self._free[i].numel()))
+                self._free.clear()  # too small: give the memory back before the larger allocation
+        return torch.empty(numel, dtype=torch.float32, device=device)
+
+    def give(self, buf: Tensor | None) -> None:
+        """Return a buffer from :meth:`take`; the caller must hold no view of it that is still in use."""
+        if buf is None or buf.device.type != "cpu":
+            return
+        with self._lock:
+            self._free.append(buf)
+            self._free.sort(key=Tensor.numel, reverse=True)
+            del self._free[self.keep :]
+
+    def clear(self) -> None:
+        """Drop every held buffer (``ak.train`` calls this when it returns)."""
+        with self._lock:
+            self._free.clear()
+
+    def held_bytes(self) -> int:
+        with self._lock:
+            return sum(4 * b.numel() for b in self._free)
+
+
+HEAD_WORKSPACE = _HeadWorkspace()
+
+
+def _head_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None, buf: Tensor | None) -> Tensor:
+    """``hidden @ weight.T + bias`` as fp32 ``(n, V)``, written into ``buf`` when it is given."""
+    if buf is None:
+        return nn.functional.linear(hidden, weight, bias).float()
+    out = buf[: hidden.shape[0] * weight.shape[0]].view(hidden.shape[0], weight.shape[0])
+    if bias is None:
+        return torch.mm(hidden, weight.t(), out=out)
+    return torch.addmm(bias, hidden, weight.t(), out=out)
 
 
 class _HeadLogps(torch.autograd.Function):
@@ -43,8 +101,16 @@ class _HeadLogps(torch.autograd.Function):
         out = torch.empty(n, dtype=torch.float32, device=hidden.device)
         kept: list[Tensor] = []
         lses: list[Tensor] = []
+        # fp32 weights write logits straight into a reused buffer (one per kept tile, else one for all tiles)
+        pooled = weight.dtype == torch.float32 and hidden.dtype == torch.float32
+        bufs: list[Tensor] = []
         for s in range(0, n, tile):
-            logits = nn.functional.linear(hidden[s : s + tile], weight, bias).float()
+            buf = None
+            if pooled:
+                if keep or not bufs:
+                    bufs.append(HEAD_WORKSPACE.take(min(tile, n - s) * weight.shape[0], hidden.device))
+                buf = bufs[-1]
+            logits = _head_logits(hidden[s : s + tile], weight, bias, buf)
             # logsumexp in place: max, exp(logits - max), sum; the tile's buffer then becomes its softmax
             mx = logits.amax(-1, keepdim=True)
             picked = logits.gather(-1, targets[s : s + tile, None])
@@ -59,6 +125,11 @@ class _HeadLogps(torch.autograd.Function):
         ctx.save_for_backward(hidden, weight, bias if bias is not None else hidden.new_empty(0), targets)
         ctx.kept = kept
         ctx.lses = lses
+        if keep:
+            ctx.bufs = bufs  # the kept probabilities live in these; backward gives them back
+        else:
+            for buf in bufs:
+                HEAD_WORKSPACE.give(buf)
         return out
 
     @staticmethod
@@ -67,9 +138,10 @@ class _HeadLogps(torch.autograd.Function):
         tile = ctx.tile
         need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         gh = torch.empty_like(hidden) if need_h else None
-        gw = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        gw: Tensor | None = None  # the first tile's product, then accumulated (no zero-filled V x d buffer)
         gb = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
         grad = grad.float()
+        buf = None
         for k, s in enumerate(range(0, hidden.shape[0], tile)):
             h = hidden[s : s + tile]
             g = grad[s : s + tile]
@@ -81,18 +153,26 @@ class _HeadLogps(torch.autograd.Function):
                 probs = ctx.kept[k]
                 ctx.kept[k] = None  # consumed in place below
             else:
-                logits = nn.functional.linear(h, weight, bias if ctx.has_bias else None).float()
+                if buf is None and weight.dtype == torch.float32 and h.dtype == torch.float32:
+                    buf = HEAD_WORKSPACE.take(min(tile, h.shape[0]) * weight.shape[0], h.device)
+                logits = _head_logits(h, weight, bias if ctx.has_bias else None, buf)
                 probs = logits.sub_(ctx.lses[k][:, None]).exp_()
             # d(sum_i g_i lp_i)/d logits = g * (onehot(target) - softmax), built in the probabilities' buffer
             gl = probs.mul_(-g[:, None])
             gl.scatter_add_(-1, targets[s : s + tile, None], g[:, None])
             if need_h:
-                gh[s : s + tile] = (gl.to(weight.dtype) @ weight).to(hidden.dtype)
+                if gl.dtype == weight.dtype == hidden.dtype:
+                    torch.mm(gl, weight, out=gh[s : s + tile])
+                else:
+                    gh[s : s + tile] = (gl.to(weight.dtype) @ weight).to(hidden.dtype)
             if need_w:
-                gw.addmm_(gl.t(), h.float())
+                gw = torch.mm(gl.t(), h.float()) if gw is None else gw.addmm_(gl.t(), h.float())
             if need_b:
                 gb += gl.sum(0)
-        ctx.kept = ctx.lses = None
+            if ctx.keep:
+                HEAD_WORKSPACE.give(ctx.bufs[k] if ctx.bufs else None)
+        HEAD_WORKSPACE.give(buf)
+        ctx.kept = ctx.lses = ctx.bufs = None
         return (
             gh,
             gw.to(weight.dtype) if gw is not None else None,

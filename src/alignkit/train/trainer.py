@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from alignkit.data.prepare import Example, Prepared, prepare
 from alignkit.engine.batching import build_paired, build_sft, build_unpaired, paired_inputs, single_inputs
 from alignkit.engine.generation import sample
-from alignkit.engine.logprobs import completion_logps, full_logits_logps, unwrap_model
+from alignkit.engine.logprobs import HEAD_WORKSPACE, completion_logps, full_logits_logps, unwrap_model
 from alignkit.engine.packing import (
     PackedBatch,
     pack_pairs,
@@ -276,6 +276,7 @@ class _Trainer:
         # the packed-attention switch of the model(s) is undone however the run ends
         with contextlib.ExitStack() as stack:
             self.stack = stack
+            stack.callback(HEAD_WORKSPACE.clear)  # the LM-head buffers reused across steps go with the run
             return self._run()
 
     def _fast_paths(self, model: nn.Module, ref_model: nn.Module | None, mode: str) -> None:
