@@ -99,7 +99,7 @@ class _HeadLogps(torch.autograd.Function):
     ) -> Tensor:
         n = hidden.shape[0]
         out = torch.empty(n, dtype=torch.float32, device=hidden.device)
-        kept: list[Tensor] = []
+        kept: list[tuple[Tensor, Tensor]] = []  # (exp(logits - max), exp(max - lse)) per tile
         lses: list[Tensor] = []
         # fp32 weights write logits straight into a reused buffer (one per kept tile, else one for all tiles)
         pooled = weight.dtype == torch.float32 and hidden.dtype == torch.float32
@@ -111,14 +111,15 @@ class _HeadLogps(torch.autograd.Function):
                     bufs.append(HEAD_WORKSPACE.take(min(tile, n - s) * weight.shape[0], hidden.device))
                 buf = bufs[-1]
             logits = _head_logits(hidden[s : s + tile], weight, bias, buf)
-            # logsumexp in place: max, exp(logits - max), sum; the tile's buffer then becomes its softmax
+            # logsumexp in place: max, exp(logits - max), sum; the tile's buffer then holds exp(logits - max)
             mx = logits.amax(-1, keepdim=True)
             picked = logits.gather(-1, targets[s : s + tile, None])
             total = logits.sub_(mx).exp_().sum(-1, keepdim=True)
             lse = total.log_().add_(mx)
             out[s : s + tile] = (picked - lse).squeeze(-1)
             if keep:
-                kept.append(logits.mul_(torch.exp(mx - lse)))  # exp(l - max) * exp(max - lse) = softmax
+                # softmax = exp(l - max) * exp(max - lse): the row scale is applied in backward, saving a pass
+                kept.append((logits, torch.exp(mx - lse)))
             else:
                 lses.append(lse.squeeze(-1))
         ctx.tile, ctx.keep, ctx.has_bias = tile, keep, bias is not None
@@ -150,15 +151,15 @@ class _HeadLogps(torch.autograd.Function):
                     raise RuntimeError(
                         "backward through alignkit's LM head ran twice (retain_graph is unsupported)"
                     )
-                probs = ctx.kept[k]
+                unnorm, scale = ctx.kept[k]
                 ctx.kept[k] = None  # consumed in place below
             else:
                 if buf is None and weight.dtype == torch.float32 and h.dtype == torch.float32:
                     buf = HEAD_WORKSPACE.take(min(tile, h.shape[0]) * weight.shape[0], h.device)
                 logits = _head_logits(h, weight, bias if ctx.has_bias else None, buf)
-                probs = logits.sub_(ctx.lses[k][:, None]).exp_()
+                unnorm, scale = logits.sub_(ctx.lses[k][:, None]).exp_(), None
             # d(sum_i g_i lp_i)/d logits = g * (onehot(target) - softmax), built in the probabilities' buffer
-            gl = probs.mul_(-g[:, None])
+            gl = unnorm.mul_(-g[:, None] if scale is None else scale.mul_(-g[:, None]))
             gl.scatter_add_(-1, targets[s : s + tile, None], g[:, None])
             if need_h:
                 if gl.dtype == weight.dtype == hidden.dtype:
