@@ -46,10 +46,10 @@ class SegmentInfo:
 
     def __init__(self, segments: list[tuple[int, int, int, int]], device: torch.device) -> None:
         self.segments = segments
-        # lengths of the pieces the packed row splits into: [prompt, chosen, rejected] or [sequence]
+        # lengths of the pieces the packed row splits into: [prompt + chosen, rejected] or [sequence]
         self.sizes: list[int] = []
         for _, p, a, b in segments:
-            self.sizes += [p, a, b] if b else [p + a]
+            self.sizes += [p + a, b] if b else [p + a]
         self.masks: dict[int, Tensor] = {}
         for i, (_, p, _, b) in enumerate(segments):
             if b:
@@ -105,25 +105,22 @@ def _segments_attention(
 ) -> tuple[Tensor, None]:
     # One split per tensor (not a slice per segment): backward then concatenates the pieces' gradients once
     # instead of zero-filling and accumulating a full-size gradient for every slice.
+    # Pieces are strided views (SDPA reads them as they are); only the rejected keys / values are copied, to
+    # join the prompt's.
     sizes = info.sizes
     qs, ks, vs = (t.split(sizes, dim=2) for t in (query, key, value))
     outs: list[Tensor] = []
     j = 0
-    for i, (_, _, _, b) in enumerate(info.segments):
-        if b:
-            qp, qa, qb = qs[j : j + 3]
-            kp, ka, kb = ks[j : j + 3]
-            vp, va, vb = vs[j : j + 3]
-            j += 3
-            q1, k1, v1 = torch.cat([qp, qa], 2), torch.cat([kp, ka], 2), torch.cat([vp, va], 2)
-        else:
-            q1, k1, v1 = qs[j], ks[j], vs[j]
-            j += 1
+    for i, (_, p, _, b) in enumerate(info.segments):
+        q1, k1, v1 = qs[j], ks[j], vs[j]
         outs.append(
             F.scaled_dot_product_attention(q1, k1, v1, is_causal=True, dropout_p=dropout, scale=scaling)
         )
+        j += 1
         if b:
-            k2, v2 = torch.cat([kp, kb], 2), torch.cat([vp, vb], 2)
+            qb, kb, vb = qs[j], ks[j], vs[j]
+            j += 1
+            k2, v2 = torch.cat([k1[:, :, :p], kb], 2), torch.cat([v1[:, :, :p], vb], 2)
             outs.append(
                 F.scaled_dot_product_attention(
                     qb, k2, v2, attn_mask=info.masks[i], dropout_p=dropout, scale=scaling
