@@ -2,6 +2,9 @@
 
     python benchmarks/dpo_vs_trl.py            # configs A, B, C, 3 repeats, then the sweeps and the plots
     python benchmarks/dpo_vs_trl.py --quick    # smoke run: tiny steps, 1 repeat, no sweeps
+    python benchmarks/dpo_vs_trl.py --configs A,B,C --no-sweeps --json run.json   # the table only
+    python benchmarks/dpo_vs_trl.py --configs '' --json sweeps.json               # the sweeps only
+    python benchmarks/dpo_vs_trl.py --plot-from run.json sweeps.json              # plots from saved runs
 
 Every run is its own process (``--worker``), alternating alignkit / TRL, so machine noise hits both. Both load
 the same saved model (Llama-style, 4 layers, d=256, vocab 32k unless swept) and the same rows (one token per
@@ -433,7 +436,8 @@ def plots(results: list[dict], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 2 steps, config A only")
-    ap.add_argument("--configs", default="A,B,C")
+    ap.add_argument("--configs", default="A,B,C", help="comma-separated; '' runs only the sweeps")
+    ap.add_argument("--plot-from", nargs="+", metavar="JSON", help="only redraw the plots from saved results")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=3, help="steps per run (the first is a warm-up)")
     ap.add_argument("--sweeps", action=argparse.BooleanOptionalAction, default=True)
@@ -464,7 +468,16 @@ def main() -> None:
 
     if args.quick:
         args.repeats, args.steps, args.configs, args.sweeps = 1, 2, "A", False
-    plan = [(c, CONFIGS[c]["prompt"], CONFIGS[c]["ref"], 32000, None) for c in args.configs.split(",")]
+    if args.plot_from:  # redraw the plots from saved runs (e.g. the configs and the sweeps run separately)
+        saved = [r for f in args.plot_from for r in json.loads(Path(f).read_text())["results"]]
+        plots(saved, HERE)
+        print(f"plots from {len(saved)} results written to {HERE}")
+        return
+    names = [c for c in args.configs.split(",") if c]
+    unknown = sorted(set(names) - set(CONFIGS))
+    if unknown:
+        ap.error(f"--configs: unknown {unknown}; choose from {sorted(CONFIGS)} (or '' for the sweeps only)")
+    plan = [(c, CONFIGS[c]["prompt"], CONFIGS[c]["ref"], 32000, None) for c in names]
     if args.sweeps:
         plan += [("P512", (512, 512), "model", 32000, "prompt")]
         plan += [("V8k", (64, 256), "model", 8000, "vocab"), ("V64k", (64, 256), "model", 64000, "vocab")]
@@ -518,7 +531,9 @@ def main() -> None:
         print(line(r))
     meta = dict(load_start=load, load_end=end_load, peak_gflops=max(peak), argv=sys.argv[1:])
     Path(args.json).write_text(json.dumps(dict(meta=meta, results=results), indent=1))
-    if not args.quick and args.device == "cpu" and args.sweeps:  # the plots need the sweep points
+    if (
+        not args.quick and args.device == "cpu" and args.sweeps and names
+    ):  # the plots need A, C and the sweeps
         plots(results, HERE)
 
 
