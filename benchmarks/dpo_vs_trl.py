@@ -531,9 +531,8 @@ def main() -> None:
         print(line(r))
     meta = dict(load_start=load, load_end=end_load, peak_gflops=max(peak), argv=sys.argv[1:])
     Path(args.json).write_text(json.dumps(dict(meta=meta, results=results), indent=1))
-    if (
-        not args.quick and args.device == "cpu" and args.sweeps and names
-    ):  # the plots need A, C and the sweeps
+    # the plots need A, C and the sweeps
+    if not args.quick and args.device == "cpu" and args.sweeps and names:
         plots(results, HERE)
 
 

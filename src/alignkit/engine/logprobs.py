@@ -70,6 +70,14 @@ class _HeadWorkspace:
 HEAD_WORKSPACE = _HeadWorkspace()
 
 
+def _logits_buffer(rows: int, weight: Tensor, hidden: Tensor) -> Tensor | None:
+    """A workspace buffer for ``rows`` x V fp32 logits, or ``None`` (then :func:`_head_logits` allocates) unless
+    weights and hidden states are both fp32."""
+    if weight.dtype != torch.float32 or hidden.dtype != torch.float32:
+        return None
+    return HEAD_WORKSPACE.take(rows * weight.shape[0], hidden.device)
+
+
 def _head_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None, buf: Tensor | None) -> Tensor:
     """``hidden @ weight.T + bias`` as fp32 ``(n, V)``, written into ``buf`` when it is given."""
     if buf is None:
@@ -101,16 +109,12 @@ class _HeadLogps(torch.autograd.Function):
         out = torch.empty(n, dtype=torch.float32, device=hidden.device)
         kept: list[tuple[Tensor, Tensor]] = []  # (exp(logits - max), exp(max - lse)) per tile
         lses: list[Tensor] = []
-        # fp32 weights write logits straight into a reused buffer (one per kept tile, else one for all tiles)
-        pooled = weight.dtype == torch.float32 and hidden.dtype == torch.float32
-        bufs: list[Tensor] = []
+        # fp32 logits go straight into a reused buffer: one per kept tile, else one for all tiles
+        bufs: list[Tensor | None] = []
         for s in range(0, n, tile):
-            buf = None
-            if pooled:
-                if keep or not bufs:
-                    bufs.append(HEAD_WORKSPACE.take(min(tile, n - s) * weight.shape[0], hidden.device))
-                buf = bufs[-1]
-            logits = _head_logits(hidden[s : s + tile], weight, bias, buf)
+            if keep or not bufs:
+                bufs.append(_logits_buffer(min(tile, n - s), weight, hidden))
+            logits = _head_logits(hidden[s : s + tile], weight, bias, bufs[-1])
             # logsumexp in place: max, exp(logits - max), sum; the tile's buffer then holds exp(logits - max)
             mx = logits.amax(-1, keepdim=True)
             picked = logits.gather(-1, targets[s : s + tile, None])
@@ -127,7 +131,7 @@ class _HeadLogps(torch.autograd.Function):
         ctx.kept = kept
         ctx.lses = lses
         if keep:
-            ctx.bufs = bufs  # the kept probabilities live in these; backward gives them back
+            ctx.bufs = bufs  # the kept exp(logits - max) live in these; backward gives them back
         else:
             for buf in bufs:
                 HEAD_WORKSPACE.give(buf)
@@ -154,8 +158,8 @@ class _HeadLogps(torch.autograd.Function):
                 unnorm, scale = ctx.kept[k]
                 ctx.kept[k] = None  # consumed in place below
             else:
-                if buf is None and weight.dtype == torch.float32 and h.dtype == torch.float32:
-                    buf = HEAD_WORKSPACE.take(min(tile, h.shape[0]) * weight.shape[0], h.device)
+                if k == 0:
+                    buf = _logits_buffer(h.shape[0], weight, h)  # the first tile is the largest
                 logits = _head_logits(h, weight, bias if ctx.has_bias else None, buf)
                 unnorm, scale = logits.sub_(ctx.lses[k][:, None]).exp_(), None
             # d(sum_i g_i lp_i)/d logits = g * (onehot(target) - softmax), built in the probabilities' buffer
@@ -171,7 +175,7 @@ class _HeadLogps(torch.autograd.Function):
             if need_b:
                 gb += gl.sum(0)
             if ctx.keep:
-                HEAD_WORKSPACE.give(ctx.bufs[k] if ctx.bufs else None)
+                HEAD_WORKSPACE.give(ctx.bufs[k])
         HEAD_WORKSPACE.give(buf)
         ctx.kept = ctx.lses = ctx.bufs = None
         return (
