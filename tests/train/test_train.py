@@ -409,8 +409,7 @@ def test_ddp_two_processes_equal_one(model_dir, data_file, tmp_path):
             "torch.distributed.run",
             "--nproc_per_node",
             "2",
-            "--master_port",
-            "29533",
+            "--standalone",  # a free port each run: a fixed one can still be held by an earlier run
             str(script),
             str(model_dir),
             str(data_file),
