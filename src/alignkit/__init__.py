@@ -7,6 +7,9 @@ out = obj(ak.PreferenceBatch(chosen_logps=..., rejected_logps=..., chosen_mask=.
 out.loss.backward()
 """
 
+from typing import Any
+
+from alignkit import components as _components  # noqa: F401  (installs the registry's component loader)
 from alignkit.composite import combine
 from alignkit.registry import (
     Component,
@@ -17,10 +20,25 @@ from alignkit.registry import (
     register,
     register_objective,
 )
-from alignkit.train import TrainConfig, TrainResult, train  # noqa: E402  (after the objective API it uses)
 from alignkit.types import LossOutput, PreferenceBatch, RewardBatch, SFTBatch, UnpairedBatch
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "TrainConfig": "alignkit.train.config",
+    "TrainResult": "alignkit.train.trainer",
+    "train": "alignkit.train.trainer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``ak.train`` / ``ak.TrainConfig`` import the trainer on first use, so ``import alignkit`` stays light."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'alignkit' has no attribute {name!r}")
+
 
 __all__ = [
     "Component",

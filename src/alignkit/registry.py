@@ -20,11 +20,25 @@ from __future__ import annotations
 import difflib
 import inspect
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("objective", "metric", "decoder", "merge", "data_rule", "optimizer", "recipe", "diagnostic")
+from alignkit.spec import VERIFICATION_LEVELS, ObjectiveSpec, StateSpec
+
+KINDS = (
+    "objective",
+    "metric",
+    "decoder",
+    "merge",
+    "data_rule",
+    "optimizer",
+    "recipe",
+    "diagnostic",
+    "defence",
+    "scaling_law",
+    "procedure",
+)
 
 _REGISTRY: dict[str, Component] = {}
 _ALIASES: dict[str, str] = {}
@@ -60,6 +74,13 @@ class Component:
     tags: tuple[str, ...] = ()
     summary: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+    verification: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.verification is not None and self.verification not in VERIFICATION_LEVELS:
+            raise ValueError(
+                f"{self.name}: verification must be one of {sorted(VERIFICATION_LEVELS)}; got {self.verification!r}"
+            )
 
     @property
     def formula(self) -> str:
@@ -80,6 +101,7 @@ class Component:
             "arxiv": self.arxiv,
             "summary": self.summary,
             "defaults": {k: _jsonable(v) for k, v in self.defaults.items()},
+            "verification": self.verification,
             "needs_reference": None,
             "aggregation": None,
         }
@@ -98,17 +120,43 @@ def _jsonable(v: Any) -> Any:
 
 @dataclass
 class Objective(Component):
-    """A training objective: ``obj(batch, **hyper_parameters) -> LossOutput``.
+    """A training objective: ``obj(batch, **hyper_parameters) -> LossOutput``, with its :class:`ObjectiveSpec`.
 
     ``needs_reference``: the objective reads reference log-probs (the engine runs/caches a reference model).
     ``aggregation``: how it aggregates token log-probs into a sequence score — ``"sum"`` or per-token ``"mean"``.
-    ``batch_type``: which batch it takes (``PreferenceBatch``, ``UnpairedBatch``, ``SFTBatch``, ``RewardBatch``).
-    ``requires``: optional extra batch fields it reads (e.g. ``chosen_log_sum_sq_probs`` with WPO weighting).
+    ``batch_type``: which batch it takes (``PreferenceBatch``, ``UnpairedBatch``, ``SFTBatch``, ``RewardBatch``, or
+    a batch class of another family). ``requires`` / ``optional`` / ``requires_when``: batch fields beyond the
+    log-probs (names from :data:`alignkit.spec.FIELDS`); ``optional`` maps a field to what the objective computes
+    without it. ``normalisation``: ``"example"`` or ``"token"`` (how the batch loss is averaged). ``state``: running
+    state between steps (:class:`alignkit.spec.StateSpec`). ``spec`` gathers them.
     """
 
     needs_reference: bool = True
     aggregation: str = "sum"
     batch_type: type | None = None
+    requires: tuple[str, ...] = ()
+    optional: Mapping[str, str] = field(default_factory=dict)
+    requires_when: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    normalisation: str = "example"
+    state: StateSpec | None = None
+    spec: ObjectiveSpec = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.spec = ObjectiveSpec(
+            batch=self.batch_type,
+            requires=tuple(self.requires),
+            optional=dict(self.optional),
+            requires_when={k: tuple(v) for k, v in self.requires_when.items()},
+            normalisation=self.normalisation,
+            needs_reference=self.needs_reference,
+            aggregation=self.aggregation,
+            state=self.state,
+        )
+        if self.state is not None:
+            missing = sorted(set(self.state.init) - set(self.defaults))
+            if missing:
+                raise ValueError(f"{self.name}: state {missing} must be keyword arguments of the function")
 
     def resolve(self, **overrides: Any) -> dict[str, Any]:
         unknown = sorted(set(overrides) - set(self.defaults))
@@ -119,6 +167,12 @@ class Objective(Component):
             )
         return {**self.defaults, **overrides}
 
+    @property
+    def hyper_parameters(self) -> dict[str, Any]:
+        """The defaults a user sets (running state excluded)."""
+        state = set(self.state.init) if self.state is not None else set()
+        return {k: v for k, v in self.defaults.items() if k not in state}
+
     def __call__(self, batch: Any, **hyper_parameters: Any) -> Any:
         if self.batch_type is not None and not isinstance(batch, self.batch_type):
             raise TypeError(
@@ -127,12 +181,8 @@ class Objective(Component):
         return self.fn(batch, **self.resolve(**hyper_parameters))
 
     def requires_fields(self, **hyper_parameters: Any) -> tuple[str, ...]:
-        """Extra per-token fields the engine must supply for these hyper-parameters."""
-        hp = self.resolve(**hyper_parameters)
-        need: list[str] = []
-        if hp.get("use_weighting"):
-            need += ["chosen_log_sum_sq_probs", "rejected_log_sum_sq_probs"]
-        return tuple(need)
+        """Batch fields the engine must supply for these hyper-parameters (``alignkit.spec.FIELDS`` names)."""
+        return self.spec.required(self.resolve(**hyper_parameters))
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
@@ -140,6 +190,11 @@ class Objective(Component):
             needs_reference=self.needs_reference,
             aggregation=self.aggregation,
             batch_type=self.batch_type.__name__ if self.batch_type else None,
+            requires=list(self.requires),
+            optional=dict(self.optional),
+            requires_when={k: list(v) for k, v in self.requires_when.items()},
+            normalisation=self.normalisation,
+            state=sorted(self.state.init) if self.state is not None else [],
         )
         return d
 
@@ -177,8 +232,11 @@ def register(
     aliases: Iterable[str] = (),
     tags: Iterable[str] = (),
     summary: str = "",
+    verification: str | None = None,
 ) -> Callable[[Callable[..., Any]], Component]:
-    """Register a non-objective component (metric, decoder, merge method, data rule, optimizer, recipe)."""
+    """Register a non-objective component (metric, decoder, merge method, data rule, optimizer, recipe ...).
+
+    ``verification``: how it was checked, one of :data:`alignkit.spec.VERIFICATION_LEVELS`."""
 
     def deco(fn: Callable[..., Any]) -> Component:
         return add(
@@ -193,6 +251,7 @@ def register(
                 tags=tuple(tags),
                 summary=summary or _first_line(fn),
                 defaults=_defaults_of(fn),
+                verification=verification,
             )
         )
 
@@ -217,10 +276,18 @@ def register_objective(
     batch_type: type | None = None,
     summary: str = "",
     defaults: dict[str, Any] | None = None,
+    requires: Iterable[str] = (),
+    optional: Mapping[str, str] | None = None,
+    requires_when: Mapping[str, Iterable[str]] | None = None,
+    normalisation: str = "example",
+    state: StateSpec | None = None,
+    verification: str | None = None,
 ) -> Callable[[Callable[..., Any]], Objective]:
-    """Register a pure objective function. Its keyword defaults (or ``defaults``) are the paper's defaults."""
-    if aggregation not in ("sum", "mean"):
-        raise ValueError(f"aggregation must be 'sum' or 'mean', got {aggregation!r}")
+    """Register a pure objective function. Its keyword defaults (or ``defaults``) are the paper's defaults.
+
+    ``requires`` / ``optional`` / ``requires_when`` / ``normalisation`` / ``state`` make its
+    :class:`~alignkit.spec.ObjectiveSpec` (what it consumes; the trainer supplies it or refuses before step 1).
+    """
 
     def deco(fn: Callable[..., Any]) -> Objective:
         obj = Objective(
@@ -237,6 +304,12 @@ def register_objective(
             needs_reference=needs_reference,
             aggregation=aggregation,
             batch_type=batch_type,
+            requires=tuple(requires),
+            optional=dict(optional or {}),
+            requires_when={k: tuple(v) for k, v in (requires_when or {}).items()},
+            normalisation=normalisation,
+            state=state,
+            verification=verification,
         )
         add(obj)
         return obj
@@ -244,20 +317,31 @@ def register_objective(
     return deco
 
 
-def _ensure_loaded() -> None:
-    # Importing the component packages registers them.
-    import alignkit.curation  # noqa: F401
-    import alignkit.decoding  # noqa: F401
-    import alignkit.diagnostics  # noqa: F401
-    import alignkit.merging  # noqa: F401
-    import alignkit.objectives  # noqa: F401
-    import alignkit.safety  # noqa: F401
+# Components register themselves when their module is imported. Which modules those are is known only at the top
+# of the package (alignkit.components), which installs its loader here: the registry imports no component.
+_LOADER: Callable[[str | None], None] | None = None
+
+
+def set_loader(loader: Callable[[str | None], None]) -> None:
+    """Install the function that imports the component packages (``loader(kind)``; ``None`` = every kind)."""
+    global _LOADER
+    _LOADER = loader
+
+
+def _ensure_loaded(kind: str | None = None) -> None:
+    if _LOADER is not None:
+        _LOADER(kind)
 
 
 def get(name: str) -> Component:
     """A component by name or alias. Unknown names raise ``KeyError`` listing close matches."""
-    _ensure_loaded()
     key = _ALIASES.get(name)
+    if key is None:
+        _ensure_loaded("objective")  # the common case loads only the objectives
+        key = _ALIASES.get(name)
+    if key is None:
+        _ensure_loaded(None)
+        key = _ALIASES.get(name)
     if key is None:
         close = difflib.get_close_matches(name, list(_ALIASES), n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -268,7 +352,7 @@ def get(name: str) -> Component:
 def list_components(
     kind: str | None = None, family: str | None = None, tag: str | None = None
 ) -> list[Component]:
-    _ensure_loaded()
+    _ensure_loaded(None)
     out = [
         c
         for c in _REGISTRY.values()

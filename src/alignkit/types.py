@@ -390,8 +390,13 @@ class LossOutput:
     """What every objective returns: the scalar to backpropagate, per-example losses, and logged metrics.
 
     ``metrics`` use TRL's names (``rewards/chosen``, ``rewards/margins``, ``logps/chosen`` ...) as Python floats.
+    ``state``: additive statistics for the objective's running state (its ``StateSpec``), summed by the trainer
+    over micro-batches and ranks. ``by_normalisation``: for a mix of per-example and per-token objectives
+    (``combine``), the weighted loss of each kind, so the trainer can weight each by its own batch share.
     """
 
     loss: Tensor
     losses: Tensor
     metrics: dict[str, float] = field(default_factory=dict)
+    state: dict[str, float] = field(default_factory=dict)
+    by_normalisation: dict[str, Tensor] | None = None

@@ -59,6 +59,7 @@ def fused_teacher_logprobs(aligned_logits: Tensor, ref_logits: Tensor, lam: floa
     needs_reference=True,
     aggregation="mean",
     batch_type=DistillBatch,
+    requires=("teacher_logits",),
     tags=("distillation", "algorithm:pointwise", "feedback:teacher-logits", "data:off-policy"),
 )
 def trra(batch: DistillBatch, *, lam: float = 1.5, sft_weight: float = 0.0) -> LossOutput:

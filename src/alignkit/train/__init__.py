@@ -1,7 +1,27 @@
-"""Training: ``alignkit.train(objective=..., model=..., data=...)`` and ``alignkit train`` on the CLI."""
+"""Training: ``alignkit.train(objective=..., model=..., data=...)`` and ``alignkit train`` on the CLI.
 
-from alignkit.train.config import TrainConfig
-from alignkit.train.hooks import Hook, MicroBatch, ProximalHook, TrainContext
-from alignkit.train.trainer import TrainResult, train
+Names are imported on first use, so importing a submodule (``alignkit.train.hooks``) does not load the trainer.
+"""
 
-__all__ = ["Hook", "MicroBatch", "ProximalHook", "TrainConfig", "TrainContext", "TrainResult", "train"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "TrainConfig": "alignkit.train.config",
+    "Hook": "alignkit.train.hooks",
+    "MicroBatch": "alignkit.train.hooks",
+    "ProximalHook": "alignkit.train.hooks",
+    "TrainContext": "alignkit.train.hooks",
+    "TrainResult": "alignkit.train.trainer",
+    "train": "alignkit.train.trainer",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'alignkit.train' has no attribute {name!r}")

@@ -46,6 +46,11 @@ def combine_rewards(
     needs_reference=True,
     aggregation="sum",
     batch_type=UnpairedBatch,
+    requires=("rewards",),
+    optional={
+        "ref_rewards": "no ref_reward column: r_ref(x) = 0, so the transform is log sigma(r)",
+        "group_ids": "no prompt groups: the baseline is taken over the whole micro-batch",
+    },
     tags=("reward", "multi-objective", "algorithm:pointwise", "feedback:reward", "data:on-policy"),
 )
 def lsc_reward(

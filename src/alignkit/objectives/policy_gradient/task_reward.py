@@ -18,6 +18,8 @@ PAPER = "Tuning computer vision models with task rewards"
     needs_reference=False,
     aggregation="sum",
     batch_type=UnpairedBatch,
+    requires=("rewards",),
+    optional={"group_ids": "no prompt groups: the baseline is taken over the whole micro-batch"},
     tags=("reward", "algorithm:pointwise", "feedback:reward", "data:on-policy"),
 )
 def task_reward(batch: UnpairedBatch, *, baseline: str = "leave_one_out") -> LossOutput:

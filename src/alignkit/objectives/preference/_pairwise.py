@@ -220,6 +220,7 @@ def pairwise_objective(
             aggregation=aggregation,
             batch_type=PreferenceBatch,
             defaults={**core_defaults, **modifiers},
+            requires_when={"use_weighting": ("log_sum_sq_probs",)},
         )(run)
 
     return deco

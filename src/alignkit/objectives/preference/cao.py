@@ -107,6 +107,7 @@ def min_norm_weights(grads: Tensor, *, iters: int = 250, tol: float = 1e-10) -> 
     needs_reference=True,
     aggregation="sum",
     batch_type=PreferenceBatch,
+    optional={"objective_ids": "no objective column: every pair belongs to one objective (K = 1)"},
     tags=(
         "paired",
         "reference",

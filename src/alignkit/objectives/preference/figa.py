@@ -61,6 +61,7 @@ def edit_masks(
     needs_reference=False,
     aggregation="sum",
     batch_type=PreferenceBatch,
+    optional={"edit_masks": "no edit masks: every token counts as edited (FIGA's limiting case)"},
     tags=(
         "paired",
         "reference-free",

@@ -22,6 +22,10 @@ PAPER = "iREPO: implicit Reward Pairwise Difference based Empirical Preference O
     needs_reference=True,
     aggregation="sum",
     batch_type=PreferenceBatch,
+    optional={
+        "preference_probs": "no preference_prob column: every pair is a hard preference (p = 1 - eps), "
+        "iREPO's limiting case"
+    },
     tags=(
         "paired",
         "reference",

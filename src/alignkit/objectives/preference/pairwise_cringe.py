@@ -54,6 +54,10 @@ def sample_positive_tokens(
     needs_reference=False,
     aggregation="sum",
     batch_type=PreferenceBatch,
+    optional={
+        "rejected_positive_logps": "no sampled contrast tokens: the contrastive term falls back to "
+        "-log(1 - p(rejected token)) (unlikelihood), not the paper's Cringe term"
+    },
     tags=(
         "paired",
         "reference-free",

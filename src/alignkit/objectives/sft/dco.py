@@ -35,6 +35,7 @@ def confidence_factor(seq_logps: Tensor, n: int) -> Tensor:
     paper=PAPER,
     arxiv="2502.07154",
     family="sft",
+    normalisation="token",
     needs_reference=False,
     aggregation="sum",
     tags=("supervised", "algorithm:pointwise", "feedback:demonstration", "data:off-policy"),

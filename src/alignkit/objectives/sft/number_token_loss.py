@@ -44,6 +44,8 @@ def number_token_terms(
     paper=PAPER,
     arxiv="2411.02083",
     family="sft",
+    normalisation="token",
+    optional={"number_logits": "no number-token logits: the number-token term is 0 (plain cross-entropy)"},
     needs_reference=False,
     aggregation="mean",
     tags=("supervised", "token-level", "algorithm:pointwise", "feedback:demonstration", "data:off-policy"),

@@ -10,6 +10,7 @@ from alignkit.types import LossOutput, PreferenceBatch, SFTBatch
     name="sft",
     aliases=("nll", "cross_entropy"),
     family="sft",
+    normalisation="token",
     paper="Training language models to follow instructions with human feedback",
     arxiv="2203.02155",
     needs_reference=False,

@@ -7,7 +7,17 @@ import torch.nn.functional as F
 
 from alignkit.objectives.unpaired._common import logratios, unpaired_metrics, weighted
 from alignkit.registry import register_objective
+from alignkit.spec import StateSpec
 from alignkit.types import LossOutput, UnpairedBatch
+
+
+def _update_running_mean(state: dict[str, float], stats: dict[str, float]) -> dict[str, float]:
+    """Fold a step's summed rewards (over micro-batches and ranks) into the running mean."""
+    count = state["running_count"] + stats.get("count", 0.0)
+    if count == 0:
+        return dict(state)
+    total = state["running_count"] * state["running_mean"] + stats.get("reward_sum", 0.0)
+    return {"running_mean": total / count, "running_count": count}
 
 
 @register_objective(
@@ -15,6 +25,7 @@ from alignkit.types import LossOutput, UnpairedBatch
     paper="Binary Classifier Optimization for Large Language Model Alignment",
     arxiv="2404.04656",
     batch_type=UnpairedBatch,
+    state=StateSpec(init={"running_mean": 0.0, "running_count": 0}, update=_update_running_mean),
     tags=("unpaired", "reference", "algorithm:pointwise", "feedback:binary", "data:off-policy"),
 )
 def bco(
@@ -30,8 +41,10 @@ def bco(
 
     A logistic classifier with logit r = beta log pi/ref separates desirable from undesirable completions; the
     reward shift delta is the running mean of all rewards seen so far *including this batch* (the paper's
-    moving average). The function stays pure: pass the previous state in, read the new one from
-    ``out.metrics["bco/running_mean"]`` and ``["bco/running_count"]`` (the trainer does this).
+    moving average). The function stays pure: the previous state comes in as ``running_mean`` /
+    ``running_count``; the batch's additive statistics go out in ``out.state`` (``reward_sum``, ``count``) and the
+    registered ``StateSpec`` folds them in. The trainer does this once per optimiser step, summing over
+    micro-batches and DDP ranks (so the state is the same on every rank), and saves it in checkpoints.
 
     Formula:
         r = beta (log pi(y|x) - log ref(y|x))
@@ -61,4 +74,5 @@ def bco(
             "delta": float(delta),
         }
     )
-    return LossOutput(loss=losses.mean(), losses=losses, metrics=metrics)
+    stats = {"reward_sum": float(r.detach().sum()), "count": float(n)}
+    return LossOutput(loss=losses.mean(), losses=losses, metrics=metrics, state=stats)

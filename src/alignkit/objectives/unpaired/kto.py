@@ -15,6 +15,7 @@ from alignkit.types import LossOutput, UnpairedBatch
     paper="KTO: Model Alignment as Prospect Theoretic Optimization",
     arxiv="2402.01306",
     batch_type=UnpairedBatch,
+    requires=("kl_logps",),
     tags=("unpaired", "reference", "algorithm:pointwise", "feedback:binary", "data:off-policy"),
 )
 def kto(
