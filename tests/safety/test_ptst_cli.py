@@ -41,7 +41,7 @@ def test_render_chat_ptst_adds_the_safety_prompt_only_at_test_time(chat_model):
 
 
 def test_train_ptst_trains_without_the_safety_prompt(chat_model, tmp_path):
-    from alignkit.train.trainer import _ptst_train_rows
+    from alignkit.train.setup import ptst_train_rows as _ptst_train_rows
 
     path, tok = chat_model
     data = tmp_path / "rows.jsonl"

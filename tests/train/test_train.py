@@ -446,7 +446,7 @@ def test_config_to_dict_accepts_path_data(tmp_path):
 def test_adamw_is_fused_where_supported_and_equals_the_plain_loop():
     import torch
 
-    from alignkit.train.trainer import _adamw
+    from alignkit.train.setup import adamw as _adamw
 
     out = {}
     for name in ("fused", "plain"):

@@ -20,6 +20,7 @@ prompt token) and counted.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ class Example:
     label: bool | None = None
     where: str = ""
     kl_completion_ids: list[int] | None = None  # unpaired: a mismatched completion (KTO's KL estimate)
+    extras: dict[str, Any] = field(default_factory=dict)  # per-row data columns an objective declares
 
 
 @dataclass
@@ -321,12 +323,16 @@ def prepare(
     skip_bad_rows: bool = False,
     vocab_size: int | None = None,
     with_kl: bool = False,
+    extra_columns: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Prepared:
     """Read, validate and tokenise ``data`` for ``mode`` (``sft``, ``paired``, ``unpaired``, ``online``).
 
     Every bad row raises :class:`DataError` (all problems listed) unless ``skip_bad_rows``, which warns with the
     count and reasons (also in ``report.skipped``). ``with_kl`` gives each unpaired example the completion of
-    the next example (dataset order, wrapping) as its mismatched KL completion.
+    the next example (dataset order, wrapping) as its mismatched KL completion. ``extra_columns(fields)`` reads
+    a row's extra columns (an objective's declared fields, ``alignkit.train.fields``) into ``Example.extras``;
+    it raises ``ValueError("field 'x': ...")`` on a bad value, reported with the file and row. ``data`` may also
+    be the ``Record`` list :func:`alignkit.data.loading.load_records` returned.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
@@ -334,7 +340,10 @@ def prepare(
         raise ValueError(f"truncation_mode must be 'keep_start' or 'keep_end'; got {truncation_mode!r}")
     if max_length is not None and max_length < 2:
         raise ValueError(f"max_length must be >= 2; got {max_length}")
-    records = load_records(data)
+    if isinstance(data, list) and data and all(isinstance(r, Record) for r in data):
+        records = data
+    else:
+        records = load_records(data)
     report = DataReport(rows=len(records))
     if vocab_size is None and tokenizer is not None:
         vocab_size = len(tokenizer)
@@ -342,7 +351,15 @@ def prepare(
     examples: list[Example] = []
     problems: list[str] = []
     for rec in records:
+        n_before = len(examples)
         try:
+            extras = {}
+            if extra_columns is not None:
+                try:
+                    extras = extra_columns(rec.fields)
+                except ValueError as exc:
+                    name = str(exc).split("'")[1] if str(exc).startswith("field '") else "?"
+                    raise _Bad(name, str(exc).split(": ", 1)[-1]) from None
             if mode == "paired":
                 p, c, r = _paired(rec, tk, report)
                 p, (c, r) = _fit(p, [c, r], max_length, max_prompt_length, truncation_mode, report)
@@ -354,11 +371,11 @@ def prepare(
                     for comp, lab in ((c, True), (r, False)):
                         pp, (cc,) = _fit(p, [comp], max_length, max_prompt_length, truncation_mode, report)
                         examples.append(Example(pp, completion_ids=cc, label=lab, where=rec.where))
-                    continue
-                p, c = _single(rec, tk)
-                lab = _label(_get(rec, "label"))
-                p, (c,) = _fit(p, [c], max_length, max_prompt_length, truncation_mode, report)
-                examples.append(Example(p, completion_ids=c, label=lab, where=rec.where))
+                else:
+                    p, c = _single(rec, tk)
+                    lab = _label(_get(rec, "label")) if "label" in rec.fields or not extras else None
+                    p, (c,) = _fit(p, [c], max_length, max_prompt_length, truncation_mode, report)
+                    examples.append(Example(p, completion_ids=c, label=lab, where=rec.where))
             elif mode == "sft":
                 p, c = _sft(rec, tk)
                 p, (c,) = _fit(p, [c], max_length, max_prompt_length, truncation_mode, report)
@@ -372,6 +389,9 @@ def prepare(
                 examples.append(Example(p, where=rec.where))
         except _Bad as exc:
             problems.append(f"{rec.where}: {exc}")
+            continue
+        for ex in examples[n_before:]:
+            ex.extras = dict(extras)
     if problems and not skip_bad_rows:
         raise DataError(problems)
     if problems:

@@ -56,15 +56,19 @@ def build_paired(
 def build_unpaired(
     logps: Tensor,
     mask: Tensor,
-    labels: Sequence[bool],
+    labels: Sequence[bool | None],
     ref: Tensor | None,
     kl_logps: Tensor | None,
     ref_kl_logps: Tensor | None,
 ) -> UnpairedBatch:
+    if any(lab is None for lab in labels):  # rows scored by reward: the rewarded batch derives labels
+        labels_t = torch.zeros(len(labels), dtype=torch.bool, device=logps.device)
+    else:
+        labels_t = torch.tensor(list(labels), dtype=torch.bool, device=logps.device)
     return UnpairedBatch(
         logps=logps,
         mask=mask,
-        labels=torch.tensor(list(labels), dtype=torch.bool, device=logps.device),
+        labels=labels_t,
         ref_logps=ref,
         kl_logps=kl_logps,
         ref_kl_logps=ref_kl_logps,

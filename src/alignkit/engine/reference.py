@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from alignkit.engine.logprobs import completion_logps, sequence_logps, unwrap_model
+from alignkit.engine.layout import Layout, score
+from alignkit.engine.logprobs import sequence_logps, unwrap_model
 
 KINDS = ("none", "model", "lora", "cache")
 
@@ -68,11 +69,6 @@ class Reference:
         finally:
             self.model.train(was)
 
-    @torch.no_grad()
-    def token_logps(self, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> Tensor:
-        with self._active() as m:
-            return completion_logps(m, input_ids, attention_mask, completion_mask).logps
-
     def sums(
         self, prompts: Sequence[list[int]], completions: Sequence[list[int]], device: torch.device
     ) -> Tensor:
@@ -84,35 +80,16 @@ class Reference:
             ) from None
         return torch.tensor(vals, dtype=torch.float32, device=device)
 
-    def logps(
-        self,
-        prompts: Sequence[list[int]],
-        completions: Sequence[list[int]],
-        input_ids: Tensor,
-        attention_mask: Tensor,
-        completion_mask: Tensor,
-    ) -> Tensor | None:
-        """Per-token (model/lora) or summed (cache) reference log-probs for these rows; None without reference."""
-        if self.kind == "none":
-            return None
-        if self.kind == "cache":
-            return self.sums(prompts, completions, input_ids.device)
-        return self.token_logps(input_ids, attention_mask, completion_mask)
-
     @torch.no_grad()
-    def packed_logps(
-        self, prompts: Sequence[list[int]], completions: Sequence[list[int]], packed: Any
-    ) -> Tensor | None:
-        """As :meth:`logps` for a packed batch (``alignkit.engine.packing.PackedBatch``): the same layout as the
-        policy's packed log-probs (model/lora, which must be in packed attention) or summed (cache)."""
+    def logps(self, layout: Layout) -> Tensor | None:
+        """Reference log-probs of ``layout``'s rows: per-token in the policy's layout (model/lora; a packed
+        layout needs the model in packed attention) or ``(N,)`` sums (cache); ``None`` without a reference."""
         if self.kind == "none":
             return None
         if self.kind == "cache":
-            return self.sums(prompts, completions, packed.input_ids.device)
-        from alignkit.engine.packing import packed_logps
-
+            return self.sums(layout.prompts, layout.completions, _device(layout))
         with self._active() as m:
-            return packed_logps(m, packed).logps
+            return score(m, layout).logps
 
     def build_cache(
         self,
@@ -173,3 +150,7 @@ class Reference:
                 save_file({"sums": sums.contiguous()}, str(tmp))
                 os.replace(tmp, self.cache_file)
         self._cache = dict(zip(unique, sums.tolist(), strict=True))
+
+
+def _device(layout: Layout) -> torch.device:
+    return layout.packed.input_ids.device if layout.packed is not None else layout.padded[0].device

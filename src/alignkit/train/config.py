@@ -77,6 +77,11 @@ class TrainConfig:
     completion_only_head: bool = True  # False: the plain padded forward with full [B, L, V] logits
     token_budget: int | None = None  # micro-batches by packed tokens (<= budget) instead of batch_size rows
     compile: bool = False  # torch.compile the decoder layers' MLP blocks (opt-in)
+    # --- scale-out and online policy gradient ---
+    distributed: str = (
+        "auto"  # auto (DDP under torchrun) | ddp | fsdp (FSDP2 fully_shard, sharded checkpoints)
+    )
+    online_samples: int = 2  # online policy-gradient objectives: samples per prompt (they share a baseline)
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:
@@ -89,7 +94,9 @@ class TrainConfig:
             raise ValueError(
                 f"truncation_mode must be 'keep_start' or 'keep_end'; got {self.truncation_mode!r}"
             )
-        for name in ("batch_size", "grad_accum", "logging_steps"):
+        if self.distributed not in ("auto", "ddp", "fsdp"):
+            raise ValueError(f"distributed must be 'auto', 'ddp' or 'fsdp'; got {self.distributed!r}")
+        for name in ("batch_size", "grad_accum", "logging_steps", "online_samples"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.token_budget is not None and int(self.token_budget) < 1:
