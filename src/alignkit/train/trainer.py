@@ -389,7 +389,7 @@ class _Trainer:
         tok_global = D.all_reduce_sum({"t": tok_local}, world)["t"]
         sums: dict[str, float] = {}
         wsum: dict[str, float] = {}
-        tokens = 0.0
+        tokens = step_loss = 0.0
         micros = self._micro_batches(local, groups)
         for k, (micro, mgroups) in enumerate(micros):
             weights = {
@@ -414,12 +414,12 @@ class _Trainer:
                             extras[f"hook/{type(h).__name__}"] = float(extra.detach())
                 loss.backward()
             self.state.add(out.state)
+            step_loss += float(loss.detach())  # each part already carries its share of the step
             w = weights[obj.normalisation]
-            row = {"loss": float(out.loss.detach()), **out.metrics, **extras}
-            for key, v in row.items():
+            for key, v in {**out.metrics, **extras}.items():
                 sums[key] = sums.get(key, 0.0) + w * float(v)
                 wsum[key] = wsum.get(key, 0.0) + w
-        return {k: sums[k] / wsum[k] for k in sums}, tokens
+        return {"loss": step_loss, **{k: sums[k] / wsum[k] for k in sums}}, tokens
 
     def _micro_batches(
         self, local: list[Example], groups: list[int] | None
