@@ -49,7 +49,9 @@ def _train(objective, data, **kw):
     cap = Capture()
     base = dict(tokenizer=TOK, batch_size=4, max_steps=1, learning_rate=1e-3, progress=False, hooks=[cap])
     base.update(kw)
-    res = ak.train(objective=objective, model=tiny_llama(vocab_size=len(TOK), hidden_size=32, seed=1), data=data, **base)
+    res = ak.train(
+        objective=objective, model=tiny_llama(vocab_size=len(TOK), hidden_size=32, seed=1), data=data, **base
+    )
     return res, cap
 
 
@@ -157,7 +159,9 @@ def _grads_after(objective, **kw):
 def test_combine_is_order_invariant_under_gradient_accumulation():
     a = ak.combine([("sft", 1.0), ("dpo", 1.0)])
     b = ak.combine([("dpo", 1.0), ("sft", 1.0)])
-    assert a.spec.requires == b.spec.requires and a.spec.needs_reference and a.normalisation == b.normalisation
+    assert (
+        a.spec.requires == b.spec.requires and a.spec.needs_reference and a.normalisation == b.normalisation
+    )
     wa, la = _grads_after(a, batch_size=2, grad_accum=4, reference="model")
     wb, lb = _grads_after(b, batch_size=2, grad_accum=4, reference="model")
     assert torch.allclose(wa, wb, atol=1e-6) and la == pytest.approx(lb, abs=1e-6)

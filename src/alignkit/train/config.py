@@ -82,6 +82,9 @@ class TrainConfig:
         "auto"  # auto (DDP under torchrun) | ddp | fsdp (FSDP2 fully_shard, sharded checkpoints)
     )
     online_samples: int = 2  # online policy-gradient objectives: samples per prompt (they share a baseline)
+    # LongAlign (arXiv:2401.18058) sorted batching: each step's rows have similar lengths (sorted, grouped by the
+    # global batch, groups in random order); less padding, and with the longalign_sft objective, its recipe.
+    sorted_batching: bool = False
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:

@@ -312,6 +312,18 @@ def _pack_pays(packed: PackedBatch, rows: list[int], backbone_params: int, n_lay
     return 6 * backbone_params * (padded - packed.computed_tokens) >= _PACK_CALL_COST_FLOPS * calls
 
 
+def epoch_order(lengths: list[int], group: int, seed: int, sort: bool) -> list[int]:
+    """The order of one epoch's rows: a seeded permutation, or (``sort``, LongAlign's sorted batching) rows sorted
+    by length, cut into groups of one step's global batch, the groups in a seeded random order."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(lengths)
+    if not sort:
+        return torch.randperm(n, generator=g).tolist()
+    by_len = sorted(range(n), key=lambda i: (lengths[i], i))
+    groups = [by_len[i : i + group] for i in range(0, n, group)]
+    return [i for k in torch.randperm(len(groups), generator=g).tolist() for i in groups[k]]
+
+
 def compile_mlps(model: nn.Module) -> bool:
     """``torch.compile`` each decoder layer's MLP in place (state-dict keys unchanged); False if impossible."""
     base = unwrap_model(model)

@@ -311,12 +311,14 @@ class _Trainer:
         logger = RunLogger(cfg, out_dir, total, start, rank)
         perms: dict[int, list[int]] = {}
 
+        lengths = [len(e.prompt_ids) + len(e.completion_ids or e.chosen_ids or []) for e in self.examples]
+
         def stream(i: int) -> int:
             epoch, off = divmod(i, n)
             if epoch not in perms:
-                perms[epoch] = torch.randperm(
-                    n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
-                ).tolist()
+                perms[epoch] = S.epoch_order(
+                    lengths, self.g_batch, cfg.seed * 7919 + epoch, cfg.sorted_batching
+                )
             return perms[epoch][off]
 
         trainable = [p for p in self.scorer.parameters() if p.requires_grad]

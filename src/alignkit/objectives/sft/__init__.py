@@ -1,1 +1,1 @@
-from alignkit.objectives.sft import dco, goldfish, number_token_loss, sft  # noqa: F401
+from alignkit.objectives.sft import dco, goldfish, longalign, number_token_loss, sft  # noqa: F401
