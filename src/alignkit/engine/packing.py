@@ -27,7 +27,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from alignkit.engine.logprobs import TokenLogps, _backbone_and_head, head_logps, model_device, unwrap_model
+from alignkit.engine.head import head_logps
+from alignkit.engine.logprobs import TokenLogps
+from alignkit.engine.models import _backbone_and_head, model_device, unwrap_model
 
 ATTN_NAME = "alignkit_packed"
 _CALLS = {"packed": 0}

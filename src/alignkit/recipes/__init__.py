@@ -209,9 +209,9 @@ def run(
         if cfg.get("mode") == "online":
             if reward_fn is None:
                 raise ValueError(f"recipe {r.name!r}: stage {s.name!r} is online and needs reward_fn")
-            from alignkit.cli.train import _reward_fn
+            from alignkit.callables import reward_fn_from_spec
 
-            cfg["reward_fn"] = _reward_fn(reward_fn)
+            cfg["reward_fn"] = reward_fn_from_spec(reward_fn)
         cfg.update(overrides or {})
         cfg.update((stage_overrides or {}).get(s.name, {}))
         stage_data = data[s.name]
