@@ -189,3 +189,20 @@ def test_import_alignkit_imports_neither_trainer_nor_safety():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert ak.get("alignment_resampling").kind == "decoder"  # other kinds load on demand
+
+
+def test_dropout_is_disabled_like_trl_so_step_zero_dpo_is_log_2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    def gpt2():
+        torch.manual_seed(0)
+        cfg = GPT2Config(vocab_size=len(TOK), n_positions=64, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0.3,
+                         embd_pdrop=0.3, attn_pdrop=0.3)  # fmt: skip
+        return GPT2LMHeadModel(cfg)
+
+    kw = dict(tokenizer=TOK, data=_pairs(), batch_size=8, max_steps=1, progress=False, reference="model")
+    on = ak.train(objective="dpo", model=gpt2(), **kw)
+    assert on.history[0]["loss"] == pytest.approx(0.6931471805599453, abs=1e-6)
+    assert on.fast_paths["dropout_disabled"] > 0
+    off = ak.train(objective="dpo", model=gpt2(), disable_dropout=False, **kw)
+    assert abs(off.history[0]["loss"] - 0.6931471805599453) > 1e-4

@@ -85,6 +85,9 @@ class TrainConfig:
     # LongAlign (arXiv:2401.18058) sorted batching: each step's rows have similar lengths (sorted, grouped by the
     # global batch, groups in random order); less padding, and with the longalign_sft objective, its recipe.
     sorted_batching: bool = False
+    # TRL's disable_dropout=True: every nn.Dropout of policy and reference set to p=0 (with dropout on, policy =
+    # reference does not give DPO's log 2 at step 0, and packed and padded first steps differ)
+    disable_dropout: bool = True
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:

@@ -246,6 +246,20 @@ def fill_reference_cache(
     )
 
 
+def disable_dropout(*models: nn.Module | None) -> int:
+    """Set ``p = 0`` on every ``nn.Dropout`` of the models (TRL's ``disable_dropout_in_model``); returns how many
+    modules had a non-zero rate."""
+    changed = 0
+    for m in models:
+        if m is None:
+            continue
+        for module in m.modules():
+            if isinstance(module, nn.Dropout) and module.p != 0:
+                module.p = 0.0
+                changed += 1
+    return changed
+
+
 def fast_paths(
     cfg: TrainConfig,
     model: nn.Module,

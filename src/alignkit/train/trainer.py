@@ -158,10 +158,18 @@ class _Trainer:
 
         kind = S.reference_kind(cfg, obj, mode)
         ref_model, ref_path = S.reference_model(cfg, kind, model, device)
+        n_dropout = 0
+        if cfg.disable_dropout:
+            n_dropout = S.disable_dropout(model, ref_model)
+            if n_dropout and rank == 0:
+                _log.info(
+                    "alignkit: dropout disabled in %d module(s) (disable_dropout=True, as TRL)", n_dropout
+                )
         self.layouter, self.fast = S.fast_paths(
             cfg, model, ref_model, mode, pad=self.pad, device=device, stack=self.stack
         )
         self.fast["distributed"] = self.dist
+        self.fast["dropout_disabled"] = n_dropout if cfg.disable_dropout else 0
         reference = Reference(kind, model if kind == "lora" else ref_model)
         if kind == "cache":
             S.fill_reference_cache(
