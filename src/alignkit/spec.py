@@ -75,7 +75,8 @@ register_field(
 register_field(
     "kl_logps",
     "summed log-probs of mismatched prompt/completion pairs (kl_logps, ref_kl_logps), KTO's KL estimate",
-    computed="the policy and reference on completion i+1 of the same micro-batch given prompt i",
+    computed="the policy and reference on completion i-1 given prompt i, rotated within each chunk of "
+    "batch_size rows in data order (TRL's KTOTrainer)",
 )
 register_field(
     "edit_masks",

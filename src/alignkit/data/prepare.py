@@ -324,12 +324,14 @@ def prepare(
     vocab_size: int | None = None,
     with_kl: bool = False,
     extra_columns: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    kl_group: int | None = None,
 ) -> Prepared:
     """Read, validate and tokenise ``data`` for ``mode`` (``sft``, ``paired``, ``unpaired``, ``online``).
 
     Every bad row raises :class:`DataError` (all problems listed) unless ``skip_bad_rows``, which warns with the
-    count and reasons (also in ``report.skipped``). ``with_kl`` gives each unpaired example the completion of
-    the next example (dataset order, wrapping) as its mismatched KL completion. ``extra_columns(fields)`` reads
+    count and reasons (also in ``report.skipped``). ``with_kl`` gives each unpaired example a mismatched KL
+    completion as TRL's KTOTrainer does: the completions of each chunk of ``kl_group`` rows (data order) rotated
+    by one, so example i gets example i-1's completion (the first of a chunk gets its last). ``extra_columns(fields)`` reads
     a row's extra columns (an objective's declared fields, ``alignkit.train.fields``) into ``Example.extras``;
     it raises ``ValueError("field 'x': ...")`` on a bad value, reported with the file and row. ``data`` may also
     be the ``Record`` list :func:`alignkit.data.loading.load_records` returned.
@@ -405,9 +407,15 @@ def prepare(
     if not examples:
         raise ValueError(f"no usable training examples in {len(records)} row(s)")
     if with_kl and mode == "unpaired":
+        # TRL's KTO: completions rotated by +1 within each chunk of ``kl_group`` rows (its per-device batch size),
+        # in data order: (x_1, y_n), (x_2, y_1), ..., (x_n, y_{n-1}); one chunk = the whole data without a group.
         n = len(examples)
-        for i, ex in enumerate(examples):
-            ex.kl_completion_ids = examples[(i + 1) % n].completion_ids
+        group = kl_group or n
+        for start in range(0, n, group):
+            chunk = examples[start : start + group]
+            comps = [e.completion_ids for e in chunk]
+            for j, ex in enumerate(chunk):
+                ex.kl_completion_ids = comps[j - 1]
     if report.truncated:
         warnings.warn(
             f"truncated {report.truncated} example(s) to max_length={max_length} ({truncation_mode}); "

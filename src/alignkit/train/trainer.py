@@ -259,6 +259,7 @@ class _Trainer:
             skip_bad_rows=cfg.skip_bad_rows,
             vocab_size=vocab,
             with_kl=mode == "unpaired" and plan.wants("kl_logps"),
+            kl_group=cfg.batch_size,
             extra_columns=(lambda f: read_columns(f, plan)) if plan.columns else None,
         )
         return prepared.examples, prepared.report, plan
