@@ -37,3 +37,43 @@ def test_kto_mismatched_kl_completions_are_trls(tmp_path):
         ours[0].kl_completion_ids == ours[1].completion_ids
         and ours[4].kl_completion_ids == ours[4].completion_ids
     )
+
+
+def _bpe():
+    from alignkit.testbed.model import train_tokenizer
+
+    docs = [
+        "Human: is it good? Assistant: this movie is great",
+        "Assistant: the movie was bad",
+        "a movie",
+    ] * 20
+    return train_tokenizer(docs, 300)
+
+
+def test_token_ids_equal_trls_on_implicit_prompts_split_mid_word_and_trailing_spaces(tmp_path):
+    from trl import DPOConfig, DPOTrainer
+
+    tok = _bpe()
+    rows = [
+        # implicit prompt: the shared prefix ends in " th" (mid-word)
+        {"chosen": "Human: is it good? Assistant: this movie is great", "rejected": "Human: is it good? Assistant: the movie was bad"},
+        # a prompt ending in a space
+        {"prompt": "Human: is it good? Assistant: ", "chosen": "movie is great", "rejected": "movie was bad"},
+        # clean row
+        {"prompt": "Human: is it good? Assistant:", "chosen": " this movie", "rejected": " a movie"},
+    ]  # fmt: skip
+    args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, use_cpu=True, report_to=[])
+    model = tiny_llama(vocab_size=len(tok), hidden_size=32)
+    out = {}
+    for i, row in enumerate(rows):
+        trainer = DPOTrainer(
+            model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=Dataset.from_list([row]),
+            processing_class=tok,
+        )  # fmt: skip
+        out[i] = trainer.train_dataset[0]
+    with pytest.warns(UserWarning, match="not a prefix"):
+        ours = prepare(rows, mode="paired", tokenizer=tok).examples
+    for i, e in enumerate(ours):
+        assert e.prompt_ids == out[i]["prompt_ids"], i
+        assert e.chosen_ids == out[i]["chosen_ids"], i
+        assert e.rejected_ids == out[i]["rejected_ids"], i

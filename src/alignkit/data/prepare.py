@@ -70,6 +70,7 @@ class DataReport:
     truncated_tokens: int = 0
     implicit_prompts: int = 0
     split_pairs: int = 0
+    prompt_token_cuts: int = 0  # rows whose prompt tokens were not a prefix of prompt+completion (TRL's rule)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +82,7 @@ class DataReport:
             "truncated_tokens": self.truncated_tokens,
             "implicit_prompts": self.implicit_prompts,
             "split_pairs": self.split_pairs,
+            "prompt_token_cuts": self.prompt_token_cuts,
         }
 
     def summary(self) -> str:
@@ -165,30 +167,68 @@ class _Tok:
             return list(self.t(text, add_special_tokens=False)["input_ids"])
         raise _Bad(name, f"must be a string or a list of role/content messages; got {type(v).__name__}")
 
-    def completion(self, name: str, v: Any, prompt: Any) -> list[int]:
-        if isinstance(v, str):
-            if not isinstance(prompt, str):
-                raise _Bad(name, "is a string but the prompt is a list of messages")
-            ids = list(self.need(name)(v, add_special_tokens=False)["input_ids"])
-            if self.eos is not None and (not ids or ids[-1] != self.eos):
-                ids.append(self.eos)
-            return ids
-        if _is_messages(v):
-            _check_messages(name, v)
-            if not _is_messages(prompt):
-                raise _Bad(name, "is a list of messages but the prompt is not")
-            t = self.need(name)
-            head = t.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-            full = t.apply_chat_template(list(prompt) + list(v), tokenize=False)
-            if not full.startswith(head):
-                raise _Bad(
-                    name, "the chat template does not render the prompt as a prefix of prompt+completion"
-                )
-            ids = list(t(full[len(head) :], add_special_tokens=False)["input_ids"])
-            if not ids:
-                raise _Bad(name, "renders to no tokens")
-            return ids
-        raise _Bad(name, f"must be a string or a list of role/content messages; got {type(v).__name__}")
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _joint(
+    tk: _Tok, prompt: Any, completions: list[Any], names: list[str], report: DataReport
+) -> tuple[list[int], list[list[int]]]:
+    """Prompt and completions tokenised as TRL 1.16 does: ``prompt`` alone and ``prompt + completion`` jointly,
+    cut where the token sequences diverge (so no token straddles the boundary: a prompt ending mid-word or in a
+    space gives its last piece to the completion). Rows where the cut falls inside the prompt are counted in
+    ``prompt_token_cuts`` and warned about once. Strings get EOS appended; messages go through the chat template
+    (prompt with the generation prompt, prompt + completion without)."""
+    if isinstance(prompt, str):
+        for name, c in zip(names, completions, strict=True):
+            if not isinstance(c, str):
+                raise _Bad(name, "is a list of messages but the prompt is a string")
+        t = tk.need(names[0])
+        p_ids = list(t(prompt, add_special_tokens=True)["input_ids"])
+        fulls = [list(t(prompt + c, add_special_tokens=True)["input_ids"]) for c in completions]
+    elif _is_messages(prompt):
+        _check_messages("prompt", prompt)
+        t = tk.need(names[0])
+        for name, c in zip(names, completions, strict=True):
+            if not _is_messages(c):
+                raise _Bad(name, "is not a list of messages but the prompt is")
+            _check_messages(name, c)
+        head = t.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        p_ids = list(t(head, add_special_tokens=False)["input_ids"])
+        fulls = [
+            list(
+                t(t.apply_chat_template(list(prompt) + list(c), tokenize=False), add_special_tokens=False)[
+                    "input_ids"
+                ]
+            )
+            for c in completions
+        ]
+    else:
+        raise _Bad(
+            "prompt", f"must be a string or a list of role/content messages; got {type(prompt).__name__}"
+        )
+    k = min(_common_prefix(p_ids, f) for f in fulls)
+    if k < len(p_ids):
+        report.prompt_token_cuts += 1
+    if k == 0:
+        raise _Bad(
+            "prompt", "shares no token with prompt + completion (is the tokenizer or template unusual?)"
+        )
+    comps = []
+    for name, f in zip(names, fulls, strict=True):
+        c = f[k:]
+        if isinstance(prompt, str) and tk.eos is not None and (not c or c[-1] != tk.eos):
+            c.append(tk.eos)
+        if not c:
+            raise _Bad(name, "renders to no tokens")
+        comps.append(c)
+    return p_ids[:k], comps
 
 
 def _implicit_prompt(chosen: Any, rejected: Any) -> tuple[Any, Any, Any]:
@@ -232,21 +272,21 @@ def _paired(rec: Record, tk: _Tok, report: DataReport) -> tuple[list[int], list[
         report.implicit_prompts += 1
         if not chosen or not rejected:
             raise _Bad("chosen" if not chosen else "rejected", "is empty after removing the shared prompt")
-    p = tk.prompt("prompt", prompt)
-    return p, tk.completion("chosen", chosen, prompt), tk.completion("rejected", rejected, prompt)
+    p, (c, r) = _joint(tk, prompt, [chosen, rejected], ["chosen", "rejected"], report)
+    return p, c, r
 
 
-def _single(rec: Record, tk: _Tok) -> tuple[list[int], list[int]]:
+def _single(rec: Record, tk: _Tok, report: DataReport) -> tuple[list[int], list[int]]:
     f = rec.fields
     if "completion_ids" in f or "prompt_ids" in f:
         return _ids("prompt_ids", _get(rec, "prompt_ids"), tk.vocab), _ids(
             "completion_ids", _get(rec, "completion_ids"), tk.vocab
         )
-    prompt = _get(rec, "prompt")
-    return tk.prompt("prompt", prompt), tk.completion("completion", _get(rec, "completion"), prompt)
+    p, (c,) = _joint(tk, _get(rec, "prompt"), [_get(rec, "completion")], ["completion"], report)
+    return p, c
 
 
-def _sft(rec: Record, tk: _Tok) -> tuple[list[int], list[int]]:
+def _sft(rec: Record, tk: _Tok, report: DataReport) -> tuple[list[int], list[int]]:
     f = rec.fields
     if "text" in f:
         v = _get(rec, "text")
@@ -266,11 +306,12 @@ def _sft(rec: Record, tk: _Tok) -> tuple[list[int], list[int]]:
         _check_messages("messages", msgs)
         if len(msgs) < 2:
             raise _Bad("messages", "needs at least a prompt message and a final (completion) message")
-        return tk.prompt("messages", msgs[:-1]), tk.completion("messages", msgs[-1:], msgs[:-1])
+        p, (c,) = _joint(tk, msgs[:-1], [msgs[-1:]], ["messages"], report)
+        return p, c
     if "chosen" in f or "chosen_ids" in f:
         p, c, _ = _paired(rec, tk, DataReport())
         return p, c
-    return _single(rec, tk)
+    return _single(rec, tk, report)
 
 
 def _fit(
@@ -374,12 +415,12 @@ def prepare(
                         pp, (cc,) = _fit(p, [comp], max_length, max_prompt_length, truncation_mode, report)
                         examples.append(Example(pp, completion_ids=cc, label=lab, where=rec.where))
                 else:
-                    p, c = _single(rec, tk)
+                    p, c = _single(rec, tk, report)
                     lab = _label(_get(rec, "label")) if "label" in rec.fields or not extras else None
                     p, (c,) = _fit(p, [c], max_length, max_prompt_length, truncation_mode, report)
                     examples.append(Example(p, completion_ids=c, label=lab, where=rec.where))
             elif mode == "sft":
-                p, c = _sft(rec, tk)
+                p, c = _sft(rec, tk, report)
                 p, (c,) = _fit(p, [c], max_length, max_prompt_length, truncation_mode, report)
                 examples.append(Example(p, completion_ids=c, where=rec.where))
             else:  # online
@@ -416,6 +457,13 @@ def prepare(
             comps = [e.completion_ids for e in chunk]
             for j, ex in enumerate(chunk):
                 ex.kl_completion_ids = comps[j - 1]
+    if report.prompt_token_cuts:
+        warnings.warn(
+            f"{report.prompt_token_cuts} row(s): the tokenised prompt is not a prefix of the tokenised prompt + "
+            "completion (a prompt ending mid-word or in a space, or a chat template rendering the prompt differently);"
+            " as TRL does, the completion starts where they diverge and that end of the prompt is left out",
+            stacklevel=2,
+        )
     if report.truncated:
         warnings.warn(
             f"truncated {report.truncated} example(s) to max_length={max_length} ({truncation_mode}); "
