@@ -77,3 +77,37 @@ def test_token_ids_equal_trls_on_implicit_prompts_split_mid_word_and_trailing_sp
         assert e.prompt_ids == out[i]["prompt_ids"], i
         assert e.chosen_ids == out[i]["chosen_ids"], i
         assert e.rejected_ids == out[i]["rejected_ids"], i
+
+
+GEN_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{% if m['role'] == 'assistant' %}{% generation %}"
+    "{{ m['content'] }}</s>{% endgeneration %}{% else %}{{ m['content'] }}</s>{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def test_sft_trains_every_assistant_turn_like_trls_assistant_only_loss(tmp_path):
+    from trl import SFTConfig, SFTTrainer
+
+    tok = char_tokenizer()
+    tok.chat_template = GEN_TEMPLATE
+    conv = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hey"},
+        {"role": "user", "content": "and?"},
+        {"role": "assistant", "content": "bye"},
+    ]
+    args = SFTConfig(
+        output_dir=str(tmp_path), assistant_only_loss=True, use_cpu=True, report_to=[], max_length=None
+    )
+    model = tiny_llama(vocab_size=len(tok), hidden_size=32)
+    trl_row = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list([{"messages": conv}]),
+                         processing_class=tok).train_dataset[0]  # fmt: skip
+    trl_trained = [t for t, lab in zip(trl_row["input_ids"], trl_row["labels"], strict=True) if lab != -100]
+    ex = prepare([{"messages": conv}], mode="sft", tokenizer=tok).examples[0]
+    ours = [t for t, m in zip(ex.completion_ids, ex.target_mask, strict=True) if m]
+    assert tok.decode(ours) == "hey</s>bye</s>"
+    assert ours == trl_trained
+    assert ex.prompt_ids + ex.completion_ids == trl_row["input_ids"]
+    last = prepare([{"messages": conv}], mode="sft", tokenizer=tok, assistant_turns="last").examples[0]
+    assert tok.decode(last.completion_ids) == "bye</s>" and last.target_mask is None

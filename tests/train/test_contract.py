@@ -206,3 +206,19 @@ def test_dropout_is_disabled_like_trl_so_step_zero_dpo_is_log_2():
     assert on.fast_paths["dropout_disabled"] > 0
     off = ak.train(objective="dpo", model=gpt2(), disable_dropout=False, **kw)
     assert abs(off.history[0]["loss"] - 0.6931471805599453) > 1e-4
+
+
+def test_multi_turn_sft_padded_equals_packed_and_counts_only_assistant_tokens():
+    conv = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hey there"},
+        {"role": "user", "content": "and?"},
+        {"role": "assistant", "content": "bye"},
+    ]
+    rows = [{"messages": conv}, {"messages": conv[:2]}] * 4
+    pad, cap = _train("sft", rows, packing=False, max_steps=2)
+    packed, _ = _train("sft", rows, packing=True, max_steps=2)
+    assert [h["loss"] for h in pad.history] == pytest.approx([h["loss"] for h in packed.history], abs=1e-5)
+    examples, batch, _ = cap.seen[0]
+    assert int(batch.mask.sum()) == sum(e.n_targets() for e in examples)
+    assert sum(e.n_targets() for e in examples) < sum(len(e.completion_ids) for e in examples)

@@ -59,6 +59,13 @@ class Example:
     where: str = ""
     kl_completion_ids: list[int] | None = None  # unpaired: a mismatched completion (KTO's KL estimate)
     extras: dict[str, Any] = field(default_factory=dict)  # per-row data columns an objective declares
+    target_mask: list[int] | None = None  # SFT: 1 on the completion tokens to train on (None: all of them)
+
+    def n_targets(self) -> int:
+        """Tokens this example's loss is averaged over (its completion, or the chosen one)."""
+        if self.target_mask is not None:
+            return int(sum(self.target_mask))
+        return len(self.completion_ids or self.chosen_ids or [])
 
 
 @dataclass
@@ -286,7 +293,50 @@ def _single(rec: Record, tk: _Tok, report: DataReport) -> tuple[list[int], list[
     return p, c
 
 
-def _sft(rec: Record, tk: _Tok, report: DataReport) -> tuple[list[int], list[int]]:
+def _assistant_turns(
+    tk: _Tok, msgs: list[dict[str, Any]], report: DataReport
+) -> tuple[list[int], list[int], list[int]]:
+    """A conversation for SFT on every assistant turn: the prompt is everything before the first assistant
+    message (with the generation prompt), the completion the rest of the conversation, and the mask 1 on the
+    tokens of assistant turns (content and end-of-turn as the chat template renders them), 0 on later user or
+    system turns. Spans come from rendering each prefix of the conversation; tokens are assigned by their
+    character offsets in the one tokenisation of the whole conversation."""
+    t = tk.need("messages")
+    roles = [m["role"] for m in msgs]
+    if "assistant" not in roles:
+        raise _Bad("messages", "has no assistant message to train on")
+    first = roles.index("assistant")
+    if first == 0:
+        raise _Bad("messages", "starts with an assistant message: the first assistant turn needs a prompt")
+    full = t.apply_chat_template(msgs, tokenize=False)
+    spans = []
+    for j, role in enumerate(roles):
+        if role != "assistant":
+            continue
+        start = t.apply_chat_template(msgs[:j], tokenize=False, add_generation_prompt=True)
+        end = t.apply_chat_template(msgs[: j + 1], tokenize=False)
+        if not full.startswith(start) or not full.startswith(end):
+            raise _Bad(
+                "messages",
+                f"the chat template does not render messages 0..{j} as a prefix of the conversation",
+            )
+        spans.append((len(start), len(end)))
+    enc = t(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
+    head = list(t(t.apply_chat_template(msgs[:first], tokenize=False, add_generation_prompt=True),
+                  add_special_tokens=False)["input_ids"])  # fmt: skip
+    k = _common_prefix(head, ids)
+    if k < len(head):
+        report.prompt_token_cuts += 1
+    mask = [int(any(s <= off[0] < e for s, e in spans)) for off in offsets[k:]]
+    if not any(mask):
+        raise _Bad("messages", "no assistant token is left after the prompt")
+    return ids[:k], ids[k:], mask
+
+
+def _sft(
+    rec: Record, tk: _Tok, report: DataReport, assistant_turns: str = "all"
+) -> tuple[list[int], list[int], list[int] | None]:
     f = rec.fields
     if "text" in f:
         v = _get(rec, "text")
@@ -298,7 +348,7 @@ def _sft(rec: Record, tk: _Tok, report: DataReport) -> tuple[list[int], list[int
             ids.append(tk.eos)
         if len(ids) < 2:
             raise _Bad("text", "is too short: needs at least two tokens")
-        return ids[:1], ids[1:]
+        return ids[:1], ids[1:], None
     if "messages" in f:
         msgs = _get(rec, "messages")
         if not _is_messages(msgs):
@@ -306,12 +356,14 @@ def _sft(rec: Record, tk: _Tok, report: DataReport) -> tuple[list[int], list[int
         _check_messages("messages", msgs)
         if len(msgs) < 2:
             raise _Bad("messages", "needs at least a prompt message and a final (completion) message")
+        if assistant_turns == "all":
+            return _assistant_turns(tk, msgs, report)
         p, (c,) = _joint(tk, msgs[:-1], [msgs[-1:]], ["messages"], report)
-        return p, c
+        return p, c, None
     if "chosen" in f or "chosen_ids" in f:
         p, c, _ = _paired(rec, tk, DataReport())
-        return p, c
-    return _single(rec, tk, report)
+        return p, c, None
+    return (*_single(rec, tk, report), None)
 
 
 def _fit(
@@ -366,19 +418,25 @@ def prepare(
     with_kl: bool = False,
     extra_columns: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     kl_group: int | None = None,
+    assistant_turns: str = "all",
 ) -> Prepared:
     """Read, validate and tokenise ``data`` for ``mode`` (``sft``, ``paired``, ``unpaired``, ``online``).
 
     Every bad row raises :class:`DataError` (all problems listed) unless ``skip_bad_rows``, which warns with the
     count and reasons (also in ``report.skipped``). ``with_kl`` gives each unpaired example a mismatched KL
     completion as TRL's KTOTrainer does: the completions of each chunk of ``kl_group`` rows (data order) rotated
-    by one, so example i gets example i-1's completion (the first of a chunk gets its last). ``extra_columns(fields)`` reads
+    by one, so example i gets example i-1's completion (the first of a chunk gets its last).
+    ``assistant_turns`` (SFT ``messages``): ``"all"`` trains every assistant turn of the conversation (the
+    prompt is what precedes the first one; later user turns are context, masked out of the loss — TRL's
+    ``assistant_only_loss``), ``"last"`` only the final message. ``extra_columns(fields)`` reads
     a row's extra columns (an objective's declared fields, ``alignkit.train.fields``) into ``Example.extras``;
     it raises ``ValueError("field 'x': ...")`` on a bad value, reported with the file and row. ``data`` may also
     be the ``Record`` list :func:`alignkit.data.loading.load_records` returned.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    if assistant_turns not in ("all", "last"):
+        raise ValueError(f"assistant_turns must be 'all' or 'last'; got {assistant_turns!r}")
     if truncation_mode not in ("keep_start", "keep_end"):
         raise ValueError(f"truncation_mode must be 'keep_start' or 'keep_end'; got {truncation_mode!r}")
     if max_length is not None and max_length < 2:
@@ -420,9 +478,13 @@ def prepare(
                     p, (c,) = _fit(p, [c], max_length, max_prompt_length, truncation_mode, report)
                     examples.append(Example(p, completion_ids=c, label=lab, where=rec.where))
             elif mode == "sft":
-                p, c = _sft(rec, tk, report)
+                p, c, m = _sft(rec, tk, report, assistant_turns)
                 p, (c,) = _fit(p, [c], max_length, max_prompt_length, truncation_mode, report)
-                examples.append(Example(p, completion_ids=c, where=rec.where))
+                if m is not None:
+                    m = m[: len(c)]
+                    if not any(m):
+                        raise _Bad("messages", "no assistant token is left after truncation to max_length")
+                examples.append(Example(p, completion_ids=c, where=rec.where, target_mask=m))
             else:  # online
                 if "prompt_ids" in rec.fields:
                     p = _ids("prompt_ids", _get(rec, "prompt_ids"), tk.vocab)

@@ -47,13 +47,22 @@ class Layouter:
     shared_prompt: bool = False
     pays: Callable[[PackedBatch, list[int]], bool] | None = None
 
-    def rows(self, prompts: Sequence[list[int]], completions: Sequence[list[int]]) -> Layout:
+    def rows(
+        self,
+        prompts: Sequence[list[int]],
+        completions: Sequence[list[int]],
+        masks: Sequence[list[int] | None] | None = None,
+    ) -> Layout:
+        """Rows of one completion each; ``masks`` (0/1 per completion token) score only some tokens."""
         prompts, completions = [list(p) for p in prompts], [list(c) for c in completions]
+        if masks is not None and all(m is None for m in masks):
+            masks = None
         if self.packing:
-            packed = pack_sequences(prompts, completions, self.device)
+            packed = pack_sequences(prompts, completions, self.device, masks=masks)
             if self._pays(packed, prompts, completions):
                 return Layout(prompts, completions, packed=packed)
-        return Layout(prompts, completions, padded=join(prompts, completions, self.pad, self.device))
+        padded = join(prompts, completions, self.pad, self.device, masks=list(masks) if masks else None)
+        return Layout(prompts, completions, padded=padded)
 
     def pairs(
         self, prompts: Sequence[list[int]], chosen: Sequence[list[int]], rejected: Sequence[list[int]]

@@ -119,13 +119,21 @@ def join(
     completion_ids: list[list[int]],
     pad_token_id: int,
     device: torch.device | None,
+    masks: list[list[int] | None] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Join separately tokenised prompts and completions: ``(input_ids, attention_mask, completion_mask)``."""
+    """Join separately tokenised prompts and completions: ``(input_ids, attention_mask, completion_mask)``.
+
+    ``masks[i]`` (optional, one 0/1 per completion token) scores only some completion tokens (SFT on the
+    assistant turns of a conversation)."""
     seqs = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
     ids, att = pad_right(seqs, pad_token_id, device)
     comp = torch.zeros_like(att)
     for i, (p, c) in enumerate(zip(prompt_ids, completion_ids, strict=True)):
-        comp[i, len(p) : len(p) + len(c)] = 1
+        m = masks[i] if masks is not None else None
+        if m is None:
+            comp[i, len(p) : len(p) + len(c)] = 1
+        else:
+            comp[i, len(p) : len(p) + len(c)] = torch.tensor(m, dtype=comp.dtype)
     return ids, att, comp
 
 

@@ -191,10 +191,12 @@ def pack_sequences(
     prompts: Sequence[Sequence[int]],
     completions: Sequence[Sequence[int]],
     device: torch.device | None = None,
+    masks: Sequence[Sequence[int] | None] | None = None,
 ) -> PackedBatch:
     """Pack ``prompt_i + completion_i`` end to end (one causal segment each); output row ``i`` = completion ``i``.
 
     An empty prompt is allowed (SFT on plain text): then, as in the padded path, the first token is not scored.
+    ``masks[i]`` (optional, 0/1 per completion token) scores only the marked tokens, as ``join`` does.
     """
     ids: list[int] = []
     pos: list[int] = []
@@ -207,9 +209,11 @@ def pack_sequences(
         pos += list(range(lp + lc))
         segs.append((s, lp, lc, 0))
         skip = 1 if lp == 0 else 0  # as in the padded path, a first token without context is not scored
-        rows += range(s + lp - 1 + skip, s + lp + lc - 1)
-        targets += list(c)[skip:]
-        out_index += range(i * width + skip, i * width + lc)
+        m = masks[i] if masks is not None else None
+        keep = [j for j in range(skip, lc) if m is None or m[j]]
+        rows += [s + lp - 1 + j for j in keep]
+        targets += [c[j] for j in keep]
+        out_index += [i * width + j for j in keep]
     real = len(ids)
     return PackedBatch(ids, pos, segs, rows, targets, out_index, len(prompts), width, real, device)
 

@@ -88,6 +88,9 @@ class TrainConfig:
     # TRL's disable_dropout=True: every nn.Dropout of policy and reference set to p=0 (with dropout on, policy =
     # reference does not give DPO's log 2 at step 0, and packed and padded first steps differ)
     disable_dropout: bool = True
+    # SFT on `messages`: "all" trains every assistant turn (later user turns are masked context; TRL's
+    # assistant_only_loss), "last" only the final message
+    sft_assistant_turns: str = "all"
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:
@@ -100,6 +103,8 @@ class TrainConfig:
             raise ValueError(
                 f"truncation_mode must be 'keep_start' or 'keep_end'; got {self.truncation_mode!r}"
             )
+        if self.sft_assistant_turns not in ("all", "last"):
+            raise ValueError(f"sft_assistant_turns must be 'all' or 'last'; got {self.sft_assistant_turns!r}")
         if self.distributed not in ("auto", "ddp", "fsdp"):
             raise ValueError(f"distributed must be 'auto', 'ddp' or 'fsdp'; got {self.distributed!r}")
         for name in ("batch_size", "grad_accum", "logging_steps", "online_samples"):

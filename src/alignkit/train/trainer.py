@@ -260,6 +260,7 @@ class _Trainer:
             vocab_size=vocab,
             with_kl=mode == "unpaired" and plan.wants("kl_logps"),
             kl_group=cfg.batch_size,
+            assistant_turns=cfg.sft_assistant_turns,
             extra_columns=(lambda f: read_columns(f, plan)) if plan.columns else None,
         )
         return prepared.examples, prepared.report, plan
@@ -396,7 +397,7 @@ class _Trainer:
         part by its own share."""
         obj, world = self.obj, self.world
         n_global = len(local) * world
-        tok_local = sum(len(e.completion_ids or e.chosen_ids) for e in local)
+        tok_local = sum(e.n_targets() for e in local)
         tok_global = D.all_reduce_sum({"t": tok_local}, world)["t"]
         sums: dict[str, float] = {}
         wsum: dict[str, float] = {}
@@ -405,9 +406,7 @@ class _Trainer:
         for k, (micro, mgroups) in enumerate(micros):
             weights = {
                 "example": len(micro) * world / n_global,
-                "token": sum(len(e.completion_ids or e.chosen_ids) for e in micro)
-                * world
-                / max(tok_global, 1),
+                "token": sum(e.n_targets() for e in micro) * world / max(tok_global, 1),
             }
             with D.no_sync(self.scorer, self.dist, last=k == len(micros) - 1):
                 batch, n_tokens = self._build(micro, mgroups)
@@ -476,7 +475,11 @@ class _Trainer:
             logps, mask, lss = self._policy(layout)
             batch = build_paired(logps, mask, lss, self.reference.logps(layout))
         elif self.mode == "sft":
-            layout = lay.rows([e.prompt_ids for e in micro], [e.completion_ids for e in micro])
+            layout = lay.rows(
+                [e.prompt_ids for e in micro],
+                [e.completion_ids for e in micro],
+                [e.target_mask for e in micro],
+            )
             logps, mask, _ = self._policy(layout)
             return build_sft(logps, mask), layout.tokens
         else:
