@@ -60,7 +60,9 @@ def augmix_jsd(batch: ClassificationBatch, *, lam: float = 12.0, label_smoothing
     js = jensen_shannon([logits, *views])
     loss = ce + lam * js.mean()
     return LossOutput(
-        loss=loss, losses=loss.expand(logits.shape[0]), metrics={"ce": float(ce.detach()), "jsd": float(js.detach().mean())}
+        loss=loss,
+        losses=loss.expand(logits.shape[0]),
+        metrics={"ce": float(ce.detach()), "jsd": float(js.detach().mean())},
     )
 
 

@@ -69,7 +69,9 @@ def rankmixup_mrl(batch: ClassificationBatch, *, margin: float = 0.1, alpha: flo
     A mixed sample is more ambiguous than a raw one, so its top score should be lower by a margin. As in the
     authors' code (``calibrate/losses/rankmixup.py``, ``RankMixup_MRL``), the comparison uses the max *logit*
     and skips samples whose mixed label is one-hot (mixed with its own class). Cross-entropy is on raw samples
-    only (no CE on mixed labels).
+    only (no CE on mixed labels). One difference: the official code multiplies a (B,) skip mask by the (B, 1)
+    hinge, which broadcasts to a (B, B) product (mean = mean(mask) * mean(hinge)); we apply the mask per sample,
+    as the paper's formula reads. The two agree when no sample is skipped (tested against the official code).
 
     Formula:
         L_MRL,i = [r_i != 1] * max(0, max_k h~_ik - max_k h_ik + m)      (h: raw logits, h~: mixed, views[0])
@@ -87,7 +89,9 @@ def rankmixup_mrl(batch: ClassificationBatch, *, margin: float = 0.1, alpha: flo
     terms = mrl_terms(logits, mixed[0], relevance[:, 0], margin)
     loss = ce + alpha * terms.mean()
     return LossOutput(
-        loss=loss, losses=loss.expand(logits.shape[0]), metrics={"ce": float(ce.detach()), "mrl": float(terms.detach().mean())}
+        loss=loss,
+        losses=loss.expand(logits.shape[0]),
+        metrics={"ce": float(ce.detach()), "mrl": float(terms.detach().mean())},
     )
 
 

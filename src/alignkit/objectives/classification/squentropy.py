@@ -55,5 +55,7 @@ def squentropy(batch: ClassificationBatch) -> LossOutput:
     losses = squentropy_terms(logits, batch.class_ids())
     ce = F.cross_entropy(logits.detach(), batch.class_ids())
     return LossOutput(
-        loss=losses.mean(), losses=losses, metrics={"ce": float(ce.detach()), "loss": float(losses.detach().mean())}
+        loss=losses.mean(),
+        losses=losses,
+        metrics={"ce": float(ce.detach()), "loss": float(losses.detach().mean())},
     )
