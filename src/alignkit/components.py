@@ -20,6 +20,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "data_rule": ("alignkit.curation",),
     "diagnostic": ("alignkit.diagnostics",),
     "safety": ("alignkit.safety",),
+    "optimizer": ("alignkit.optim",),
 }
 
 _loaded: set[str] = set()
