@@ -18,8 +18,8 @@ from alignkit.optim import (
     effective_descent_quality,
     fast_two_sum,
     grow,
-    two_sum,
     needs_closure,
+    two_sum,
 )
 
 BF = torch.bfloat16
@@ -70,9 +70,12 @@ def test_sam_rho_zero_is_the_base_optimizer_and_needs_a_closure():
     sam = SAM(m1.parameters(), torch.optim.AdamW, rho=0.0, lr=1e-2)
     adam = torch.optim.AdamW(m2.parameters(), lr=1e-2)
     for _ in range(3):
-        loss_fn = lambda: torch.nn.functional.cross_entropy(m1(x), y)  # noqa: E731
+
+        def loss_fn():
+            return torch.nn.functional.cross_entropy(m1(x), y)
+
         loss_fn().backward()
-        sam.step(lambda: (lo := loss_fn()).backward() or lo)
+        sam.step(lambda f=loss_fn: (lo := f()).backward() or lo)
         sam.zero_grad()
         adam.zero_grad()
         torch.nn.functional.cross_entropy(m2(x), y).backward()
