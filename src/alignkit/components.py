@@ -20,7 +20,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "data_rule": ("alignkit.curation",),
     "diagnostic": ("alignkit.diagnostics",),
     "safety": ("alignkit.safety",),
-    "optimizer": ("alignkit.optim",),
+    "optimizer": ("alignkit.optim", "alignkit.train.schedules"),
 }
 
 _loaded: set[str] = set()
