@@ -189,8 +189,11 @@ def test_ca_loss_gradient_sign_follows_correctness():
             ak.get("ca_loss")(b, kind=kind).loss.backward()
             assert (inv_t.grad < 0) if i == 0 else (inv_t.grad > 0), (kind, i)
     # hand value, l1: confidence s = softmax([2, .5, 0])_0; loss = mean(1 - s, s) = 0.5
-    out = ak.get("ca_loss")(ClassificationBatch(logits=base, targets=y))
+    out = ak.get("ca_loss")(ClassificationBatch(logits=base, targets=y), kind="l1")
     assert out.loss.item() == pytest.approx(0.5, abs=1e-12)
+    s = torch.softmax(base[0], -1)[0].item()  # l2: mean((1 - s)^2, s^2)
+    out = ak.get("ca_loss")(ClassificationBatch(logits=base, targets=y))
+    assert out.loss.item() == pytest.approx(((1 - s) ** 2 + s**2) / 2, abs=1e-12)
 
 
 # --- RankMixup (72): the authors' code restated ---------------------------------------------------------------------

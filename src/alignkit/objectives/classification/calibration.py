@@ -13,7 +13,7 @@ PAPER = "Optimizing Calibration by Gaining Aware of Prediction Correctness"
 KINDS = ("l1", "l2", "bce")
 
 
-def correctness_aware_terms(calibrated_logits: Tensor, correct: Tensor, kind: str = "l1") -> Tensor:
+def correctness_aware_terms(calibrated_logits: Tensor, correct: Tensor, kind: str = "l2") -> Tensor:
     """Per-example CA loss (B,): confidence s = max softmax of the calibrated logits, c = 1[base prediction right]."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
@@ -42,7 +42,7 @@ def correctness_aware_terms(calibrated_logits: Tensor, correct: Tensor, kind: st
     tags=("modality:vision", "modality:tabular", "classification", "calibration", "post-hoc"),
     verification="reconstruction",
 )
-def correctness_aware_calibration(batch: ClassificationBatch, *, kind: str = "l1") -> LossOutput:
+def correctness_aware_calibration(batch: ClassificationBatch, *, kind: str = "l2") -> LossOutput:
     """Optimizing Calibration by Gaining Aware of Prediction Correctness (Liu, Wang, Zou, Zou, Zheng;
     arXiv:2404.13016).
 
@@ -60,9 +60,11 @@ def correctness_aware_calibration(batch: ClassificationBatch, *, kind: str = "l1
         L = mean_i L_i
 
     Hyper-parameters:
-        kind: "l1" — reconstruction: the abstract states the aim (raise confidence on correct, lower it on wrong
-            samples) but not the exact form; "l1" is the direct reading of that aim, "l2" / "bce" are the squared
-            and log forms. The transformed-view features the paper feeds the calibrator are the caller's.
+        kind: "l2" — reconstruction: the abstract states the aim (raise confidence on correct, lower it on wrong
+            samples) but not the exact form. "l2" (a Brier score on correctness) and "bce" are proper scoring rules
+            for "confidence = probability of being right", so their minimiser is calibrated; "l1", the literal
+            reading of the aim, is not proper (it pushes confidences to 0 or 1) and is kept for comparison. The
+            transformed-view features the paper feeds its calibrator are the caller's.
 
     Inputs: calibrated ``logits`` (B, C), integer ``targets``; ``base_logits`` (B, C) of the frozen classifier
     (without them, correctness is read from ``logits``: temperature scaling does not change the argmax).
