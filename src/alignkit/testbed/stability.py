@@ -174,3 +174,91 @@ def apply_stability_options(model: Any, config: Any, *, initialise: bool) -> Non
         spike_no_more_init_fn(model, d_model=config.hidden_size, num_layers=config.num_layers)
     if config.embed_scale:
         scale_embeddings_fn(model)
+
+
+# --- small sweeps on the testbed's language model (the effect tests and docs/stability plots use these) ---------------
+
+
+def train_lm(
+    config: Any,
+    stream: Tensor,
+    heldout: Tensor,
+    *,
+    schedule: str = "cosine",
+    warmup: int = 0,
+    decay_ratio: float = 0.2,
+    cooldown: str = "linear",
+    clip: float | None = 1.0,
+) -> dict[str, Any]:
+    """Pretrain a fresh testbed model (``build_model(config)``) on ``stream`` for ``config.pretrain_steps`` steps at
+    ``config.learning_rate`` with AdamW (0.9, 0.95) and an :func:`alignkit.train.schedules.lr_lambda` schedule;
+    return the held-out loss at init and at the end (``nan`` if training diverged), the per-step training losses
+    and the pre-clipping gradient norms."""
+    from alignkit.testbed.model import _windows, build_model, heldout_loss
+    from alignkit.train.schedules import lr_lambda
+
+    model = build_model(config, config.vocab_size)
+    init = heldout_loss(model, heldout, config.context, batches=2, batch_size=16)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+        betas=(0.9, 0.95),
+    )
+    lam = lr_lambda(schedule, config.pretrain_steps, warmup, decay_ratio, cooldown=cooldown)
+    losses: list[float] = []
+    grad_norms: list[float] = []
+    model.train()
+    for step in range(config.pretrain_steps):
+        for g in opt.param_groups:
+            g["lr"] = config.learning_rate * lam(step)
+        x = _windows(stream, config.batch_size, config.context, gen)
+        loss = (
+            lm_loss_with_z_loss(model, x, config.z_loss)
+            if config.z_loss
+            else model(input_ids=x, labels=x).loss
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip else float("inf"))
+        losses.append(float(loss.detach()))
+        grad_norms.append(float(norm))
+        if not math.isfinite(losses[-1]):
+            return {"init": init, "final": float("nan"), "losses": losses, "grad_norms": grad_norms}
+        opt.step()
+    final = heldout_loss(model, heldout, config.context, batches=2, batch_size=16)
+    return {"init": init, "final": final, "losses": losses, "grad_norms": grad_norms}
+
+
+def plot_lr_sweep(
+    results: Mapping[str, Mapping[float, list[float]]], init_loss: float, path: Any, title: str
+) -> None:
+    """Final held-out loss against learning rate, one line per variant (mean over seeds, min-max band;
+    diverged runs drawn at the loss at initialisation), with each variant's LR sensitivity in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name, by_lr in results.items():
+        lrs = sorted(by_lr)
+        vals = [[min(v, init_loss) if math.isfinite(v) else init_loss for v in by_lr[lr]] for lr in lrs]
+        mean = [sum(v) / len(v) for v in vals]
+        sens = [
+            lr_sensitivity_fn({lr: v[i] for lr, v in zip(lrs, vals, strict=True)}, init_loss)
+            for i in range(len(vals[0]))
+        ]
+        ax.plot(lrs, mean, marker="o", label=f"{name} (S = {sum(sens) / len(sens):.3f})")
+        ax.fill_between(lrs, [min(v) for v in vals], [max(v) for v in vals], alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("final held-out loss (nats/token)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
