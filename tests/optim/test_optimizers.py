@@ -319,5 +319,5 @@ def test_registered_and_built_by_name():
     }
     with pytest.raises(TypeError, match="frugal"):
         build_optimizer("frugal", torch.nn.Linear(2, 2).parameters(), lr=1e-3, rhoo=1)
-    with pytest.raises(ValueError, match="not an optimizer"):
+    with pytest.raises(ValueError, match="not an optimizer alignkit can build"):
         build_optimizer("dpo", torch.nn.Linear(2, 2).parameters(), lr=1e-3)

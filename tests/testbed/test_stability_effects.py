@@ -171,3 +171,27 @@ def test_wsd_cooldown_shapes(corpus, tmp_path):
         plt.close(fig)
     assert (tmp_path / "wsd_cooldown_shapes.png").is_file()
     assert all(math.isfinite(v) for vs in finals.values() for v in vs)
+
+
+def test_loss_spikes_at_a_high_lr_without_clipping(corpus):
+    """lr 3.0, no gradient clipping, 80 steps: the regime where the loss spikes. Per run: the largest training loss
+    after step 10 (spike height) and the number of steps after step 10 whose loss exceeds the loss at init."""
+    train, held, vocab = corpus
+    arms = {
+        "baseline": {},
+        "qk-norm + z-loss": {"qk_layernorm": True, "z_loss": 1e-4},
+        "scaled embed + small init": {"small_init": True, "embed_scale": True},
+    }
+    peak: dict[str, list[float]] = {}
+    above: dict[str, list[float]] = {}
+    for name, options in arms.items():
+        peak[name], above[name] = [], []
+        for seed in SEEDS:
+            r = train_lm(_config(vocab, 3.0, seed, **options), train, held, clip=None)
+            late = [v if math.isfinite(v) else float("inf") for v in r["losses"][10:]]
+            peak[name].append(min(max(late), 1e6))
+            above[name].append(float(sum(v > r["init"] for v in late)))
+        print(
+            f"spikes {name}: peak loss after step 10 {fmt(peak[name])}  steps above init loss {fmt(above[name])}"
+        )
+    assert all(math.isfinite(v) for vs in peak.values() for v in vs)
