@@ -1,6 +1,6 @@
 """Slow effect tests of the stability options on the testbed's language model: the LR sweep with and without
 QK-norm + z-loss (arXiv:2309.14322), Spike No More's scaled embedding + small init (arXiv:2312.16903), and WSD
-cooldown shapes (arXiv:2508.01483). A 2-layer d=64 Llama on 120k characters of Shakespeare, 80 steps per run,
+cooldown shapes (arXiv:2508.01483), and loss spikes at lr 3 without clipping. A 2-layer d=64 Llama on 120k characters of Shakespeare, 80 steps per run,
 3 seeds. Plots go to $ALIGNKIT_PLOTS_DIR when set (docs/ holds the committed ones). Run with ``-s`` for numbers."""
 
 from __future__ import annotations

@@ -109,7 +109,9 @@ def build_optimizer(
     if name == "asam":
         kwargs.setdefault("adaptive", True)
     if key not in _BUILDERS or (key != "adamw" and get(key).kind != "optimizer"):
-        raise ValueError(f"{name!r} is not an optimizer alignkit can build; choose one of {sorted(_BUILDERS)}")
+        raise ValueError(
+            f"{name!r} is not an optimizer alignkit can build; choose one of {sorted(_BUILDERS)}"
+        )
     try:
         return _BUILDERS[key](param_groups, lr=lr, betas=betas, **kwargs)
     except TypeError as exc:
