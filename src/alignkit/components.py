@@ -20,6 +20,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "data_rule": ("alignkit.curation", "alignkit.data.ptst"),
     "diagnostic": ("alignkit.diagnostics",),
     "safety": ("alignkit.safety",),
+    "optimizer": ("alignkit.optim", "alignkit.train.schedules"),
 }
 
 _loaded: set[str] = set()

@@ -58,6 +58,16 @@ class BaseModelConfig:
     corpus_chars: int | None = None
     #: arith / safety: number of demonstrations in the SFT corpus (None: the task's default).
     task_examples: int | None = None
+    # --- training-stability options (all off by default; see alignkit.testbed.stability) -----------------------
+    #: QK-norm (Wortsman et al., arXiv:2309.14322): normalise queries and keys per head before the dot product.
+    #: Built as transformers' Qwen3 architecture (Llama + per-head RMSNorm on q and k).
+    qk_layernorm: bool = False
+    #: Output-logit z-loss coefficient c in pretraining: loss += c * mean (log Z)^2 (PaLM / Wortsman: 1e-4).
+    z_loss: float = 0.0
+    #: Spike No More (Takase et al., arXiv:2312.16903) "Scaled Embed": embeddings are multiplied by sqrt(d).
+    embed_scale: bool = False
+    #: Spike No More's small initialisation: every weight N(0, 2/(5d)), output projections / sqrt(2 * layers).
+    small_init: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -85,10 +95,26 @@ class BaseModelConfig:
             raise ValueError(f"BaseModelConfig.warmup_ratio must be in [0, 1); got {self.warmup_ratio}")
         if self.learning_rate <= 0:
             raise ValueError(f"BaseModelConfig.learning_rate must be positive; got {self.learning_rate}")
+        if self.z_loss < 0:
+            raise ValueError(f"BaseModelConfig.z_loss must be >= 0; got {self.z_loss}")
 
     def key(self) -> str:
-        payload = json.dumps({"build": BUILD_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        """Hash of every field. The stability options enter only when they differ from their defaults, so the
+        cache keys of configs that do not use them are unchanged."""
+        fields = dataclasses.asdict(self)
+        for name, default in STABILITY_DEFAULTS.items():
+            if fields[name] == default:
+                del fields[name]
+        payload = json.dumps({"build": BUILD_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+STABILITY_DEFAULTS: dict[str, Any] = {
+    "qk_layernorm": False,
+    "z_loss": 0.0,
+    "embed_scale": False,
+    "small_init": False,
+}
 
 
 @dataclass
@@ -141,11 +167,20 @@ def train_tokenizer(documents: list[str], vocab_size: int) -> Any:
 
 
 def build_model(config: BaseModelConfig, vocab_size: int) -> Any:
-    """A freshly initialised ``LlamaForCausalLM`` of the configured size (seeded by ``config.seed``)."""
+    """A freshly initialised ``LlamaForCausalLM`` of the configured size (seeded by ``config.seed``); with
+    ``qk_layernorm`` the same model with per-head q/k RMSNorm (transformers' ``Qwen3ForCausalLM``)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(config.seed)
-    cfg = LlamaConfig(
+    if config.qk_layernorm:
+        from transformers import Qwen3Config, Qwen3ForCausalLM
+
+        config_cls, model_cls = Qwen3Config, Qwen3ForCausalLM
+    else:
+        config_cls, model_cls = LlamaConfig, LlamaForCausalLM
+    extra = {"head_dim": config.hidden_size // config.num_heads} if config.qk_layernorm else {}
+    cfg = config_cls(
+        **extra,
         vocab_size=vocab_size,
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
@@ -159,7 +194,11 @@ def build_model(config: BaseModelConfig, vocab_size: int) -> Any:
         pad_token_id=0,
     )
     cfg._attn_implementation = "sdpa"
-    return LlamaForCausalLM(cfg)
+    model = model_cls(cfg)
+    from alignkit.testbed.stability import apply_stability_options
+
+    apply_stability_options(model, config, initialise=True)
+    return model
 
 
 def encode_documents(tokenizer: Any, documents: list[str]) -> torch.Tensor:
@@ -231,7 +270,12 @@ def pretrain(
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, config)
             x = _windows(stream, config.batch_size, config.context, gen)
-            loss = model(input_ids=x, labels=x).loss
+            if config.z_loss:
+                from alignkit.testbed.stability import lm_loss_with_z_loss
+
+                loss = lm_loss_with_z_loss(model, x, config.z_loss)
+            else:
+                loss = model(input_ids=x, labels=x).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -268,12 +312,15 @@ def _load(path: Path, config: BaseModelConfig) -> BaseModel | None:
             f = path / name
             if not f.is_file() or _sha256(f) != digest:
                 return None
-        from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+        from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
-        model = LlamaForCausalLM.from_pretrained(str(path), attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="sdpa")
     except Exception:  # any unreadable cache is rebuilt
         return None
+    from alignkit.testbed.stability import apply_stability_options
+
+    apply_stability_options(model, config, initialise=False)
     model.eval()
     return BaseModel(model, tokenizer, config, path, meta.get("stats", {}), loaded_from_cache=True)
 
