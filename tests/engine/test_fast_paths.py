@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import alignkit.engine.logprobs as lpm
+from alignkit.engine.layout import Layout
 from alignkit.engine.logprobs import completion_logps, full_logits_logps, head_logps, join
 from alignkit.engine.packing import (
     pack_pairs,
@@ -164,10 +165,12 @@ def test_reference_packed_equals_padded(kind):
     ref = Reference(kind, model)
     prompts, chosen, rejected = _pairs(seed=7)
     ids, att, comp = join(prompts * 2, chosen + rejected, 0, None)
-    want = ref.token_logps(ids, att, comp)
+    padded = Layout(prompts * 2, chosen + rejected, padded=(ids, att, comp))
+    want = ref.logps(padded)  # one interface for both layouts (alignkit.engine.layout)
     want_sums = (want.double() * comp[:, 1:]).sum(-1)
     with use_packed_attention(model):
-        got = ref.packed_logps(prompts * 2, chosen + rejected, pack_pairs(prompts, chosen, rejected))
+        packed = Layout(prompts * 2, chosen + rejected, packed=pack_pairs(prompts, chosen, rejected))
+        got = ref.logps(packed)
     assert not got.requires_grad
     assert (got.double().sum(-1) - want_sums).abs().max().item() < 1e-5
     if kind == "lora":  # adapters were really disabled: the policy differs from its reference

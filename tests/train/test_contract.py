@@ -222,3 +222,19 @@ def test_multi_turn_sft_padded_equals_packed_and_counts_only_assistant_tokens():
     examples, batch, _ = cap.seen[0]
     assert int(batch.mask.sum()) == sum(e.n_targets() for e in examples)
     assert sum(e.n_targets() for e in examples) < sum(len(e.completion_ids) for e in examples)
+
+
+def test_optimizer_and_cooldown_from_the_config():
+    """SAM runs its second pass through the trainer (rho=0 is AdamW exactly); WSD cooldown shapes apply."""
+    base, _ = _grads_after("dpo", reference="model")
+    sam0, _ = _grads_after("dpo", reference="model", optimizer="sam", optimizer_kwargs={"rho": 0.0})
+    sam, _ = _grads_after("dpo", reference="model", optimizer="sam", optimizer_kwargs={"rho": 0.5})
+    assert torch.allclose(base, sam0, atol=1e-6) and not torch.allclose(base, sam, atol=1e-4)
+    res, _ = _train("dpo", _pairs(16), reference="model", max_steps=4, lr_scheduler="wsd", wsd_decay_ratio=0.5,
+                    wsd_cooldown="1-sqrt")  # fmt: skip
+    lrs = [h["learning_rate"] for h in res.history]
+    assert lrs[:3] == pytest.approx([1e-3] * 3) and lrs[3] == pytest.approx(
+        1e-3 * (1 - 0.5**0.5)
+    )  # linear: 0.5e-3
+    with pytest.raises(UserError, match="bloop"):
+        _train("dpo", _pairs(), optimizer="bloop")

@@ -91,6 +91,12 @@ class TrainConfig:
     # SFT on `messages`: "all" trains every assistant turn (later user turns are masked context; TRL's
     # assistant_only_loss), "last" only the final message
     sft_assistant_turns: str = "all"
+    # optimiser (alignkit.optim: adamw, sam/asam, frugal, collage_adamw) and its own hyper-parameters
+    optimizer: str = "adamw"
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    # WSD cooldown shape (alignkit.train.schedules: linear, cosine, 1-sqrt, 1-square, mirror-cosine) and floor
+    wsd_cooldown: str = "linear"
+    wsd_min_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:

@@ -27,6 +27,7 @@ from alignkit.engine.layout import Layout, PolicyScorer, score
 from alignkit.engine.logprobs import HEAD_WORKSPACE, unwrap_model
 from alignkit.engine.reference import Reference
 from alignkit.errors import UserError
+from alignkit.optim import build_optimizer, needs_closure
 from alignkit.registry import Objective, get
 from alignkit.train import distributed as D
 from alignkit.train import setup as S
@@ -43,6 +44,7 @@ from alignkit.train.fields import FieldPlan, number_objectives, plan_fields, rea
 from alignkit.train.hooks import MicroBatch, TrainContext
 from alignkit.train.logger import RunLogger
 from alignkit.train.online import online_pairs, online_scored
+from alignkit.train.schedules import lr_lambda
 
 _log = logging.getLogger("alignkit.train")
 
@@ -58,25 +60,6 @@ class TrainResult:
     reference: str = "none"
     fast_paths: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-def _schedule(kind: str, total: int, warmup: int, decay_ratio: float) -> Any:
-    def f(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / (warmup + 1)
-        if kind == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        if kind == "linear":
-            return max(0.0, 1.0 - progress)
-        if kind == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        decay_start = total - max(1, int(round(decay_ratio * total)))  # wsd
-        if step < decay_start:
-            return 1.0
-        return max(0.0, 1.0 - (step - decay_start) / max(1, total - decay_start))
-
-    return f
 
 
 def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
@@ -192,7 +175,16 @@ class _Trainer:
             {"params": [p for _, p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
         groups = [g for g in groups if g["params"]]
-        if self.dist == "fsdp":
+        if cfg.optimizer == "bloop":
+            raise UserError(
+                "optimizer 'bloop' combines a main and an auxiliary loss (Bloop.backward(main, aux)); the trainer has "
+                "one loss. Use it through the Python API (alignkit.optim.Bloop)."
+            )
+        if cfg.optimizer != "adamw" or cfg.optimizer_kwargs:
+            optimizer = build_optimizer(
+                cfg.optimizer, groups, lr=cfg.learning_rate, betas=cfg.adam_betas, **cfg.optimizer_kwargs
+            )
+        elif self.dist == "fsdp":
             optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.adam_betas, foreach=False)
         else:
             optimizer = S.adamw(groups, cfg.learning_rate, cfg.adam_betas)
@@ -204,9 +196,15 @@ class _Trainer:
             else max(1, math.ceil(cfg.epochs * n_items / self.g_batch))
         )
         warmup = int(round(cfg.warmup_ratio * total))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _schedule(cfg.lr_scheduler, total, warmup, cfg.wsd_decay_ratio)
+        schedule = lr_lambda(
+            cfg.lr_scheduler,
+            total,
+            warmup,
+            cfg.wsd_decay_ratio,
+            cooldown=cfg.wsd_cooldown,
+            min_ratio=cfg.wsd_min_ratio,
         )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         out_dir = Path(cfg.output_dir) if cfg.output_dir else None
         start, history, restored = self._resume(out_dir, optimizer, scheduler)
         self.state = _ObjectiveState(obj, restored)
@@ -352,7 +350,18 @@ class _Trainer:
                 clip = cfg.max_grad_norm if cfg.max_grad_norm else float("inf")
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, clip))
                 lr = scheduler.get_last_lr()[0]
-                optimizer.step()
+                if needs_closure(optimizer):  # SAM: the same micro-batches again at the perturbed weights
+
+                    def closure(
+                        local: list[Example] = local, groups: list[int] | None = groups, clip: float = clip
+                    ) -> torch.Tensor:
+                        loss = self._accumulate(local, groups, hooks, second_pass=True)[0]["loss"]
+                        torch.nn.utils.clip_grad_norm_(trainable, clip)
+                        return torch.tensor(loss)
+
+                    optimizer.step(closure)
+                else:
+                    optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 self.state.end_step(world)
@@ -388,13 +397,14 @@ class _Trainer:
         return groups, (scored, mean)
 
     def _accumulate(
-        self, local: list[Example], groups: list[int] | None, hooks: list[Any]
+        self, local: list[Example], groups: list[int] | None, hooks: list[Any], second_pass: bool = False
     ) -> tuple[dict[str, float], float]:
         """Forward/backward every micro-batch of this rank, each weighted so the step equals one big batch.
 
         Per-example losses weigh a micro-batch by its share of the step's examples; per-token losses by its
         share of the step's target tokens (counted over every rank). A mix of both (``combine``) weighs each
-        part by its own share."""
+        part by its own share. ``second_pass`` (SAM's closure): gradients only; state statistics are not added
+        again."""
         obj, world = self.obj, self.world
         n_global = len(local) * world
         tok_local = sum(e.n_targets() for e in local)
@@ -423,7 +433,8 @@ class _Trainer:
                             loss = loss + weights[obj.normalisation] * extra
                             extras[f"hook/{type(h).__name__}"] = float(extra.detach())
                 loss.backward()
-            self.state.add(out.state)
+            if not second_pass:
+                self.state.add(out.state)
             step_loss += float(loss.detach())  # each part already carries its share of the step
             w = weights[obj.normalisation]
             for key, v in {**out.metrics, **extras}.items():
