@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import alignkit.engine.logprobs as lpm
+import alignkit.engine.head as lpm
 from alignkit.engine.layout import Layout
 from alignkit.engine.logprobs import completion_logps, full_logits_logps, head_logps, join
 from alignkit.engine.packing import (

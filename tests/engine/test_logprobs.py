@@ -51,7 +51,7 @@ def test_completion_logps_matches_naive_with_grads():
 
 
 def test_tiled_head_with_checkpoint_matches(monkeypatch):
-    import alignkit.engine.logprobs as lpm
+    import alignkit.engine.head as lpm
 
     model = tiny_llama(vocab_size=64)
     prompts, comps = _batch(seed=1)
@@ -141,7 +141,7 @@ def test_generate_text():
 
 
 def test_head_workspace_reuses_and_bounds_buffers():
-    from alignkit.engine.logprobs import _HeadWorkspace
+    from alignkit.engine.head import _HeadWorkspace
 
     ws = _HeadWorkspace(keep=2)
     cpu = torch.device("cpu")
@@ -163,7 +163,7 @@ def test_head_workspace_reuses_and_bounds_buffers():
 
 def test_head_reuses_logit_buffers_across_steps_with_equal_results(monkeypatch):
     """Training fwd+bwd and no-grad tiles draw their [N, V] buffers from the workspace; values never change."""
-    import alignkit.engine.logprobs as lpm
+    import alignkit.engine.head as lpm
 
     ws = lpm._HeadWorkspace(keep=2)
     monkeypatch.setattr(lpm, "HEAD_WORKSPACE", ws)
