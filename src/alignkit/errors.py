@@ -44,3 +44,7 @@ class OutputDirError(UserError, ValueError):
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint cannot be resumed from (corrupt, incomplete, another run's, or past ``max_steps``)."""
+
+
+class InputFileError(UserError, ValueError):
+    """An input file's content is wrong (not UTF-8, not JSON, a wrong type); the message names the file and line."""

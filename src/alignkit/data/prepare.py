@@ -19,16 +19,18 @@ prompt token) and counted.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from alignkit.data.loading import Record, load_records
+from alignkit.errors import UserError
 
 MODES = ("sft", "paired", "unpaired", "online")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad rows, each named by file, row number and field."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -68,6 +70,7 @@ class DataReport:
     truncated_tokens: int = 0
     implicit_prompts: int = 0
     split_pairs: int = 0
+    identical_pairs: list[str] = field(default_factory=list)  # rows whose chosen and rejected tokenise alike
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +82,8 @@ class DataReport:
             "truncated_tokens": self.truncated_tokens,
             "implicit_prompts": self.implicit_prompts,
             "split_pairs": self.split_pairs,
+            "identical_pairs": len(self.identical_pairs),
+            "identical_pair_rows": self.identical_pairs[:100],
         }
 
     def summary(self) -> str:
@@ -87,6 +92,8 @@ class DataReport:
             s += f"; {len(self.skipped)} bad rows skipped"
         if self.truncated:
             s += f"; {self.truncated} truncated ({self.truncated_tokens} tokens cut)"
+        if self.identical_pairs:
+            s += f"; {len(self.identical_pairs)} pairs with chosen == rejected"
         return s
 
 
@@ -179,8 +186,17 @@ class _Tok:
             head = t.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
             full = t.apply_chat_template(list(prompt) + list(v), tokenize=False)
             if not full.startswith(head):
+                roles = [m["role"] for m in prompt] + [m["role"] for m in v]
+                hint = (
+                    f"; the completion's role is {v[0]['role']!r}: a completion is the reply to the prompt "
+                    "(usually role 'assistant')"
+                    if v[0]["role"] == prompt[-1]["role"] or v[0]["role"] in ("user", "system")
+                    else ""
+                )
                 raise _Bad(
-                    name, "the chat template does not render the prompt as a prefix of prompt+completion"
+                    name,
+                    "the chat template does not render the prompt as a prefix of prompt+completion "
+                    f"(roles {roles}){hint}",
                 )
             ids = list(t(full[len(head) :], add_special_tokens=False)["input_ids"])
             if not ids:
@@ -346,6 +362,8 @@ def prepare(
             if mode == "paired":
                 p, c, r = _paired(rec, tk, report)
                 p, (c, r) = _fit(p, [c, r], max_length, max_prompt_length, truncation_mode, report)
+                if c == r:  # no preference to learn: the pair's loss gradient is zero
+                    report.identical_pairs.append(rec.where)
                 examples.append(Example(p, chosen_ids=c, rejected_ids=r, where=rec.where))
             elif mode == "unpaired":
                 if "label" not in rec.fields and ("chosen" in rec.fields or "chosen_ids" in rec.fields):
@@ -382,8 +400,24 @@ def prepare(
             + (" ..." if len(problems) > 5 else ""),
             stacklevel=2,
         )
+    source = records[0].source if records else (str(data) if isinstance(data, (str, os.PathLike)) else "data")
+    if not records:
+        raise UserError(f"{source}: no rows (the data is empty)")
     if not examples:
-        raise ValueError(f"no usable training examples in {len(records)} row(s)")
+        raise UserError(f"{source}: no usable training examples in {len(records)} row(s)")
+    if report.identical_pairs:
+        n = len(report.identical_pairs)
+        if n == len(examples):
+            raise UserError(
+                f"{source}: every pair ({n}) has chosen == rejected after tokenisation: there is no preference "
+                "to learn (the loss gradient is zero)"
+            )
+        warnings.warn(
+            f"{n} of {len(examples)} pair(s) have chosen == rejected after tokenisation (no preference to learn; "
+            f"counted in data_report.json): {', '.join(report.identical_pairs[:5])}"
+            + (" ..." if n > 5 else ""),
+            stacklevel=2,
+        )
     if with_kl and mode == "unpaired":
         n = len(examples)
         for i, ex in enumerate(examples):

@@ -140,6 +140,15 @@ class TrainConfig:
         None, "micro-batches by packed tokens (<= budget) instead of batch_size rows", ge=1
     )
     compile: bool = _f(False, "torch.compile the decoder layers' MLP blocks")
+    # --- scale-out and online policy gradient ---
+    distributed: str = _f(
+        "auto",
+        "auto (DDP under torchrun), ddp, or fsdp (FSDP2 fully_shard, sharded checkpoints)",
+        choices=("auto", "ddp", "fsdp"),
+    )
+    online_samples: int = _f(
+        2, "online policy-gradient objectives: samples per prompt (they share a baseline)", ge=1
+    )
 
     def __post_init__(self) -> None:
         validate(self)

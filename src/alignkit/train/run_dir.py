@@ -52,6 +52,7 @@ _NOT_IDENTITY = frozenset(
         "tensorboard",
         "cache_dir",
         "ref_batch_size",
+        "distributed",  # DDP, FSDP and one process train the same trajectory
         "model",
         "data",
     }
