@@ -68,7 +68,7 @@ def check_model_source(spec: Any, what: str = "--model") -> str:
         return "local"
     looks_local = text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1
     if looks_local or not _HUB_ID.match(text):
-        raise InputPathError(f"{what} {text}: no such folder")
+        raise InputPathError(f"{what} {text} is not a folder (no such path)")
     if _cached(text):
         return "hub"
     if _offline():

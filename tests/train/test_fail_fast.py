@@ -13,7 +13,7 @@ from alignkit.sources import check_model_source
 def test_model_source_checks(model_dir, tmp_path, monkeypatch):
     assert check_model_source(model_dir) == "local"
     assert check_model_source(object()) == "object"
-    with pytest.raises(InputPathError, match="--model /nonexistent/model: no such folder"):
+    with pytest.raises(InputPathError, match="--model /nonexistent/model is not a folder \\(no such path\\)"):
         check_model_source("/nonexistent/model")
     (tmp_path / "w.txt").write_text("x")
     with pytest.raises(InputPathError, match="a file, not a model folder"):
@@ -43,7 +43,7 @@ def test_eval_checks_the_model_path_before_building_the_testbed(tmp_path, monkey
     monkeypatch.setattr(tm, "get_base_model", never)
     assert main(["eval", "--model", str(tmp_path / "nonexistent"), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "--model" in err and "nonexistent: no such folder" in err and err.count("\n") == 1
+    assert "--model" in err and "nonexistent is not a folder (no such path)" in err and err.count("\n") == 1
 
 
 def _prompts_args(path):

@@ -137,7 +137,9 @@ def test_corrupt_newest_checkpoint_falls_back_and_says_which(model_dir, pairs, t
     capsys.readouterr()
     assert cli([*args, "--resume"]) == 2
     err = capsys.readouterr().err
-    assert "no complete checkpoint" in err and "checkpoint-2/optimizer.pt" in err and err.count("\n") == 1
+    last = err.strip().splitlines()[-1]  # (after transformers' weight-loading bar)
+    assert last.startswith("alignkit train: error: no complete checkpoint") and "Traceback" not in err, err
+    assert "checkpoint-2/optimizer.pt" in last and "checkpoint-6/optimizer.pt" in last
 
 
 def test_saved_config_re_runs(model_dir, pairs, tmp_path):
@@ -210,11 +212,14 @@ def test_kills_at_random_points_resume_to_the_uninterrupted_run(model_dir, pairs
     args = _train(model_dir, pairs, out, "--max-steps", str(steps), "--save-steps", "2")
     rng = random.Random(16)
     kinds = ["step", "save_model", "manifest", "torn"]
-    kills = [
-        (k, rng.randint(1, 3) if k in ("save_model", "manifest") else rng.randint(2, steps)) for k in kinds
-    ]
-    rng.shuffle(kills)
-    for i, (kind, at) in enumerate(kills):
+    rng.shuffle(kinds)
+    for i, kind in enumerate(kinds):
+        done = max(
+            [int(c.name.split("-")[1]) for c in out.glob("checkpoint-*") if (c / "manifest.json").exists()]
+            or [0]
+        )
+        # a point the run reaches: a step soon after the one it resumes from, or the first or second save to come
+        at = rng.randint(done + 1, min(done + 3, steps)) if kind in ("step", "torn") else rng.randint(1, 2)
         argv = args if i == 0 else [*args, "--resume"]
         p = subprocess.run(
             [sys.executable, "-c", FAULT_SCRIPT, kind, str(at), json.dumps(argv)],
@@ -223,9 +228,9 @@ def test_kills_at_random_points_resume_to_the_uninterrupted_run(model_dir, pairs
             text=True,
             timeout=300,
         )
-        assert p.returncode in (-9, 0), (kind, at, p.stderr[-3000:])
+        assert p.returncode == -9, (kind, at, p.stderr[-3000:])  # killed where asked
         assert not any(
-            p.name.startswith("checkpoint-") and not (p / "manifest.json").exists() for p in out.iterdir()
+            c.name.startswith("checkpoint-") and not (c / "manifest.json").exists() for c in out.iterdir()
         )
     p = subprocess.run(  # the same hooks (part of the run's identity), none firing
         [sys.executable, "-c", FAULT_SCRIPT, "none", "0", json.dumps([*args, "--resume"])],

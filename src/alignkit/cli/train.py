@@ -198,9 +198,16 @@ def resolve_config(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from alignkit.sources import check_model_source
     from alignkit.train import train
 
     cfg = resolve_config(args)
+    for flag, spec in (
+        ("--model", cfg.model),
+        ("--ref-model", cfg.ref_model),
+    ):  # at once, not after a hub retry
+        if spec is not None:
+            check_model_source(spec, flag)
     result = train(cfg)
     console = Console(stderr=True)
     last = result.history[-1] if result.history else {}

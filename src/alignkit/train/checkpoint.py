@@ -277,8 +277,9 @@ def find_resume_checkpoint(
     raise CheckpointError(f"no complete checkpoint in {out} to resume from: " + "; ".join(skipped))
 
 
-def restore_history(output_dir: str | Path, upto_step: int) -> list[dict[str, Any]]:
-    """``history.jsonl`` records up to ``upto_step`` (resume), rewritten atomically; [] if the file is absent.
+def restore_history(output_dir: str | Path, upto_step: int, *, rewrite: bool = True) -> list[dict[str, Any]]:
+    """``history.jsonl`` records up to ``upto_step`` (resume), rewritten atomically (``rewrite``: rank 0 only);
+    [] if the file is absent.
 
     A last line torn by a kill (no newline, not JSON) is dropped with a warning; a bad line before the last is an
     error naming the file and line."""
@@ -304,9 +305,10 @@ def restore_history(output_dir: str | Path, upto_step: int) -> list[dict[str, An
             ) from None
         if rec["step"] <= upto_step:
             records.append(rec)
-    tmp = f.with_name(f".history.jsonl.tmp-{os.getpid()}")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    os.replace(tmp, f)
+    if rewrite:
+        tmp = f.with_name(f".history.jsonl.tmp-{os.getpid()}")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        os.replace(tmp, f)
     return records
 
 
