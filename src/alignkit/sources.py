@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from alignkit.errors import InputPathError, NoNetworkError
+from alignkit.errors import InputFileError, InputPathError, NoNetworkError
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 _MODEL_FILES = ("config.json", "adapter_config.json")
@@ -50,9 +50,22 @@ def _cached(hub_id: str) -> bool:
     return (Path(HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}").is_dir()
 
 
+def _check_safetensors(folder: Path, what: str) -> None:
+    """Open each ``*.safetensors`` header (cheap): a corrupt or truncated file is named now, not deep in loading."""
+    from safetensors import safe_open
+
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt"):
+                pass
+        except Exception as exc:  # SafetensorError derives from Exception only
+            raise InputFileError(f"{what}: {f} is not a readable safetensors file ({exc})") from None
+
+
 def check_model_source(spec: Any, what: str = "--model") -> str:
     """``"local"`` for a folder holding a saved model, ``"hub"`` for a reachable (or cached) hub id, ``"object"``
-    for an in-memory model; otherwise :class:`~alignkit.errors.InputPathError` (a path that does not exist or
+    for an in-memory model (a local folder's ``*.safetensors`` headers are read: a corrupt file is named);
+    otherwise :class:`~alignkit.errors.InputPathError` (a path that does not exist or
     holds no model) or :class:`~alignkit.errors.NoNetworkError` (a hub id with no network), naming ``what``."""
     if not isinstance(spec, (str, os.PathLike)):
         return "object"
@@ -65,6 +78,7 @@ def check_model_source(spec: Any, what: str = "--model") -> str:
             )
         if not any((p / f).is_file() for f in _MODEL_FILES):
             raise InputPathError(f"{what} {text}: the folder holds no saved model (no config.json)")
+        _check_safetensors(p, what)
         return "local"
     looks_local = text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1
     if looks_local or not _HUB_ID.match(text):

@@ -1,6 +1,7 @@
 """Fail fast with one line: model paths and hub ids (no network), generate's prompt files, merge's outputs."""
 
 import argparse
+import shutil
 import time
 
 import pytest
@@ -20,6 +21,11 @@ def test_model_source_checks(model_dir, tmp_path, monkeypatch):
         check_model_source(tmp_path / "w.txt")
     with pytest.raises(InputPathError, match="holds no saved model"):
         check_model_source(tmp_path, "--ref")
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"\xff" * 8 + b"{")
+    with pytest.raises(InputFileError, match="broken/model.safetensors is not a readable safetensors file"):
+        check_model_source(broken)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(NoNetworkError, match="org/some-model: not a local folder.*pass a local folder"):
         check_model_source("org/some-model")
