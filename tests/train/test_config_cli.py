@@ -199,7 +199,19 @@ def test_resolve_checks_ranges_and_coerces():
         )
 
 
-def test_register_objective_ranges_parameter(tmp_path):
+@pytest.fixture
+def scratch_registry():
+    """Objectives registered by a test are removed after it (the README catalogue test reads the registry)."""
+    from alignkit import registry
+
+    yield
+    for name in [n for n in registry._REGISTRY if n.startswith("_test_ranges")]:
+        del registry._REGISTRY[name]
+    for key in [k for k, v in registry._ALIASES.items() if v.startswith("_test_ranges")]:
+        del registry._ALIASES[key]
+
+
+def test_register_objective_ranges_parameter(scratch_registry):
     def fn(batch, *, beta: float = 0.1, nll: str = "sum", k: int = 3):
         return batch
 
