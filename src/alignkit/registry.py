@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from alignkit import hyperparameters as _hp
+from alignkit.errors import HyperParameterError, UnknownComponentError
 from alignkit.spec import VERIFICATION_LEVELS, ObjectiveSpec, StateSpec
 
 KINDS = (
@@ -139,7 +141,9 @@ class Objective(Component):
     requires_when: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     normalisation: str = "example"
     state: StateSpec | None = None
+    ranges: Mapping[str, Any] = field(default_factory=dict)
     spec: ObjectiveSpec = field(init=False, repr=False)
+    valid_ranges: dict[str, Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -157,15 +161,27 @@ class Objective(Component):
             missing = sorted(set(self.state.init) - set(self.defaults))
             if missing:
                 raise ValueError(f"{self.name}: state {missing} must be keyword arguments of the function")
+        state_keys = frozenset(self.state.init) if self.state is not None else frozenset()
+        self.valid_ranges = _hp.ranges_for(self.name, self.defaults, self.ranges, skip=state_keys)
 
     def resolve(self, **overrides: Any) -> dict[str, Any]:
+        """The defaults overlaid with ``overrides``, each coerced to its default's type and checked against its
+        range (:mod:`alignkit.hyperparameters`); unknown names and out-of-range values raise
+        :class:`~alignkit.errors.HyperParameterError` naming the objective, the hyper-parameter and the range."""
         unknown = sorted(set(overrides) - set(self.defaults))
         if unknown:
-            raise TypeError(
+            raise HyperParameterError(
                 f"objective {self.name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
-                f"it takes: {', '.join(sorted(self.defaults)) or '(none)'}"
+                f"it takes: {', '.join(sorted(self.hyper_parameters)) or '(none)'}"
             )
-        return {**self.defaults, **overrides}
+        out = {**self.defaults}
+        for name, value in overrides.items():
+            rng = self.valid_ranges.get(name)
+            value = _hp.coerce(self.name, name, value, self.defaults[name], rng)
+            if rng is not None:
+                _hp.check(self.name, name, value, rng, self.defaults[name])
+            out[name] = value
+        return out
 
     @property
     def hyper_parameters(self) -> dict[str, Any]:
@@ -195,6 +211,7 @@ class Objective(Component):
             requires_when={k: list(v) for k, v in self.requires_when.items()},
             normalisation=self.normalisation,
             state=sorted(self.state.init) if self.state is not None else [],
+            ranges={k: _hp.describe(r) for k, r in self.valid_ranges.items()},
         )
         return d
 
@@ -282,8 +299,12 @@ def register_objective(
     normalisation: str = "example",
     state: StateSpec | None = None,
     verification: str | None = None,
+    ranges: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Objective]:
     """Register a pure objective function. Its keyword defaults (or ``defaults``) are the paper's defaults.
+
+    ``ranges``: the valid range of a hyper-parameter (``{"beta": "(0, inf)", "nll": ("sum", "mean")}``); one not
+    given takes its name's range from :data:`alignkit.hyperparameters.DEFAULT_RANGES`. ``resolve`` checks them.
 
     ``requires`` / ``optional`` / ``requires_when`` / ``normalisation`` / ``state`` make its
     :class:`~alignkit.spec.ObjectiveSpec` (what it consumes; the trainer supplies it or refuses before step 1).
@@ -310,6 +331,7 @@ def register_objective(
             normalisation=normalisation,
             state=state,
             verification=verification,
+            ranges=dict(ranges or {}),
         )
         add(obj)
         return obj
@@ -345,7 +367,7 @@ def get(name: str) -> Component:
     if key is None:
         close = difflib.get_close_matches(name, list(_ALIASES), n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"no component named {name!r}{hint} (see `alignkit list`)")
+        raise UnknownComponentError(f"no component named {name!r}{hint} (see `alignkit list`)")
     return _REGISTRY[key]
 
 

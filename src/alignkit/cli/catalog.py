@@ -109,9 +109,13 @@ def run_explain(args: argparse.Namespace) -> int:
         console.print("inputs:  " + "; ".join(needs))
     console.print("\n[bold]Formula[/bold]")
     console.print(textwrap.indent(c.formula or "(see docstring)", "    "), markup=False, highlight=False)
+    from alignkit.hyperparameters import describe
+
     console.print("\n[bold]Hyper-parameters (default)[/bold]")
+    ranges = getattr(c, "valid_ranges", {})
     for k, v in c.defaults.items():
-        console.print(f"    {k} = {v!r}", markup=False, highlight=False)
+        valid = f"    valid: {describe(ranges[k])}" if k in ranges else ""
+        console.print(f"    {k} = {v!r}{valid}", markup=False, highlight=False)
     if not c.defaults:
         console.print("    (none)")
     console.print("\n[bold]Description[/bold]")

@@ -65,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
     _quiet_transformers()
     if args.prompts < 1 or args.samples < 1:
         raise ValueError("--prompts and --samples must be positive")
+    from alignkit.sources import check_model_source
+
+    for flag, spec in (("--model", args.model), ("--ref", args.ref)):  # before the (slow) testbed build
+        if spec is not None and spec != "base":
+            check_model_source(spec, flag)
     progress = not args.no_progress
     task = get_task(args.task)
     base = None

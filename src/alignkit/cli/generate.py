@@ -117,23 +117,44 @@ def parse_hp(items: list[str]) -> dict[str, Any]:
 
 
 def read_prompts(args: argparse.Namespace) -> list[str]:
+    """``--prompt`` texts, then ``--prompts FILE`` lines (plain text, or JSON rows with a string ``prompt``); a bad
+    line is an error naming the file, the line and what is wrong (never a prompt made from a number or a list)."""
+    from alignkit.errors import InputFileError
+
     prompts = list(args.prompt)
     if args.prompts:
         path = pathlib.Path(args.prompts)
-        if not path.exists():
+        if not path.is_file():
             raise FileNotFoundError(f"--prompts: no file {path}")
-        for i, line in enumerate(path.read_text().splitlines()):
+        for i, raw in enumerate(path.read_bytes().splitlines(), start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputFileError(
+                    f"--prompts {path} line {i}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+                ) from None
             if not line.strip():
                 continue
             if line.lstrip().startswith("{"):
-                row = json.loads(line)
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    why = exc.msg.removesuffix(" at")
+                    raise InputFileError(
+                        f"--prompts {path} line {i}: not valid JSON ({why} at column {exc.colno})"
+                    ) from None
                 if "prompt" not in row:
-                    raise ValueError(f"--prompts {path} line {i + 1}: JSON row has no 'prompt' field")
-                prompts.append(str(row["prompt"]))
+                    raise InputFileError(f"--prompts {path} line {i}: JSON row has no 'prompt' field")
+                if not isinstance(row["prompt"], str) or not row["prompt"].strip():
+                    raise InputFileError(
+                        f"--prompts {path} line {i}: field 'prompt' must be a non-empty string; got {row['prompt']!r}"
+                    )
+                prompts.append(row["prompt"])
             else:
                 prompts.append(line)
     if not prompts:
-        raise ValueError("no prompts: give --prompt TEXT or --prompts FILE")
+        where = f"--prompts {args.prompts} holds no prompts" if args.prompts else "no prompts"
+        raise ValueError(f"{where}: give --prompt TEXT or --prompts FILE")
     return prompts
 
 

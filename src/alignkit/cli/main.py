@@ -42,17 +42,51 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (
-        KeyError,
-        ValueError,
-        FileNotFoundError,
-        TypeError,
-    ) as exc:  # user errors: one clear line, no traceback
-        if os.environ.get("ALIGNKIT_DEBUG"):
-            raise
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    except KeyboardInterrupt:  # Ctrl-C: stop like SIGTERM (checkpoints are written atomically), no traceback
+        print(f"alignkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        msg = user_message(exc)
+        if msg is None or os.environ.get("ALIGNKIT_DEBUG"):
+            raise  # a bug, not bad input: keep the traceback
         print(f"alignkit {args.command}: error: {msg}", file=sys.stderr)
         return 2
+
+
+def user_message(exc: BaseException) -> str | None:
+    """One line for an error the user can act on (bad input, a missing/corrupt file, a full disk); None for a bug.
+
+    ``UserError`` is bad input by definition. ``ValueError`` stays a user error too: the library raises it for bad
+    values throughout (naming the field). ``OSError`` (a missing model path, a permission, ``shutil.SameFileError``,
+    no space left), YAML syntax errors and corrupt safetensors files name their file. ``TypeError``, ``KeyError``
+    and everything else are bugs and keep their traceback.
+    """
+    import errno
+
+    from alignkit.errors import UserError
+
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        if exc.errno == errno.ENOSPC:
+            return f"no space left on device{f' writing {exc.filename}' if exc.filename else ''}"
+        if exc.filename is not None and exc.strerror:
+            return f"{exc.filename}: {exc.strerror}"
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "No space left" in str(exc)):
+        return f"no space left on device ({str(exc).splitlines()[0][:200]})"
+    if isinstance(exc, ValueError):
+        return str(exc)
+    try:
+        import yaml
+
+        if isinstance(exc, yaml.YAMLError):
+            return f"invalid YAML: {exc}".replace("\n", " ")
+    except ImportError:  # pragma: no cover
+        pass
+    if type(exc).__name__ == "SafetensorError":
+        return f"corrupt or unreadable safetensors file: {exc}"
+    return None
 
 
 if __name__ == "__main__":

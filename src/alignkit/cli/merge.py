@@ -97,6 +97,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{flag} is not used by --method {method}")
     if method != "average" and not args.base:
         raise ValueError(f"--method {method} needs --base")
+    from pathlib import Path
+
+    from alignkit.errors import OutputDirError
+
+    out_path = Path(args.output).resolve()
+    for src in ([args.base] if args.base else []) + list(args.models):
+        if out_path == Path(src).resolve():  # the inputs are read lazily while the output is written
+            raise OutputDirError(f"--output {args.output} is an input ({src}); choose another --output")
     base = Checkpoint(args.base) if args.base else None
     models = [Checkpoint(m) for m in args.models]
     progress = not args.quiet

@@ -1,8 +1,10 @@
 """``alignkit train``: train a causal LM with a registered objective (flags, a YAML config, or both).
 
-Objective hyper-parameters are flags too (``--beta 0.1``, ``--label-smoothing 0.1``), checked against the chosen
-objective's defaults. A YAML ``--config`` holds ``TrainConfig`` fields (``hyper_parameters:`` a mapping); flags
-given on the command line override it. The resolved config is written to ``<output>/config.yaml``.
+Every ``TrainConfig`` field is a flag, generated from the field's metadata (help text, default, choices); objective
+hyper-parameters are flags too (``--beta 0.1``, ``--label-smoothing 0.1``), checked once against the chosen
+objective's ranges. A YAML ``--config`` holds ``TrainConfig`` fields (``hyper_parameters:`` a mapping); flags given
+on the command line override it. Everything is validated before a model is loaded or a file written. The resolved
+config is written to ``<output>/config.yaml``.
 """
 
 from __future__ import annotations
@@ -16,48 +18,41 @@ import yaml
 from alignkit.cli import import_callable
 
 _HP_PREFIX = "hp__"
+_ALIASES = {"output_dir": ("--output-dir",)}
 
-# flag -> (TrainConfig field, type, help)
-_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--objective", "objective", str, "registered objective name (see `alignkit list`)"),
-    ("--model", "model", str, "model folder (any AutoModelForCausalLM) or hub id"),
-    ("--tokenizer", "tokenizer", str, "tokenizer folder (default: the model's)"),
-    ("--data", "data", str, "JSONL / JSON / Parquet / CSV file or a save_to_disk folder"),
-    ("--output", "output_dir", str, "output folder (checkpoints, logs, final model)"),
-    ("--ref-model", "ref_model", str, "reference model folder (default: the initial policy)"),
-    ("--reference", "reference", str, "auto | model | lora | cache | none"),
-    ("--mode", "mode", str, "auto | sft | paired | unpaired | online"),
-    ("--reward-fn", "reward_fn", str, "online mode: 'module:function' taking (prompt_ids, completion_ids)"),
-    ("--max-steps", "max_steps", int, "optimizer steps (overrides --epochs)"),
-    ("--epochs", "epochs", float, "passes over the data"),
-    ("--batch-size", "batch_size", int, "examples per micro-batch and process"),
-    ("--grad-accum", "grad_accum", int, "micro-batches per optimizer step"),
-    ("--learning-rate", "learning_rate", float, "peak AdamW learning rate"),
-    ("--lr-scheduler", "lr_scheduler", str, "linear | cosine | wsd | constant"),
-    ("--warmup-ratio", "warmup_ratio", float, "fraction of steps of linear warmup"),
-    ("--weight-decay", "weight_decay", float, "AdamW weight decay (matrices only)"),
-    ("--max-grad-norm", "max_grad_norm", float, "gradient clipping norm (0: none)"),
-    ("--max-length", "max_length", int, "max prompt+completion tokens"),
-    ("--max-prompt-length", "max_prompt_length", int, "max prompt tokens (longer prompts are errors)"),
-    ("--truncation-mode", "truncation_mode", str, "keep_start | keep_end"),
-    ("--lora-r", "lora_r", int, "LoRA rank"),
-    ("--lora-alpha", "lora_alpha", int, "LoRA alpha"),
-    ("--seed", "seed", int, "random seed"),
-    ("--save-steps", "save_steps", int, "checkpoint every N steps"),
-    ("--save-total-limit", "save_total_limit", int, "keep only the newest N checkpoints"),
-    ("--logging-steps", "logging_steps", int, "write logs every N steps"),
-    ("--cache-dir", "cache_dir", str, "reference log-prob cache folder"),
-    ("--online-max-new-tokens", "online_max_new_tokens", int, "online mode: tokens sampled per completion"),
-    ("--online-temperature", "online_temperature", float, "online mode: sampling temperature"),
-]
-_SWITCHES: list[tuple[str, str, str]] = [
-    ("--lora", "lora", "train LoRA adapters (peft) instead of all weights"),
-    ("--resume", "resume", "continue from the newest checkpoint in --output"),
-    ("--gradient-checkpointing", "gradient_checkpointing", "recompute activations in backward"),
-    ("--skip-bad-rows", "skip_bad_rows", "skip bad rows with a counted warning instead of failing"),
-    ("--trust-remote-code", "trust_remote_code", "allow model code from the model folder / hub"),
-    ("--ptst", "ptst", "PTST: SFT rows through the chat template without a safety system prompt"),
-]
+
+def _config_flags(p: argparse.ArgumentParser) -> set[str]:
+    """One flag per ``TrainConfig`` field, generated from its type and metadata (help, default, choices)."""
+    import dataclasses
+    import typing
+
+    from alignkit.train.config import TrainConfig, flag_of
+
+    hints = typing.get_type_hints(TrainConfig)
+    group = p.add_argument_group("training (every TrainConfig field; defaults in brackets)")
+    taken: set[str] = set()
+    for f in dataclasses.fields(TrainConfig):
+        flag = flag_of(f)
+        meta = f.metadata
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        text = meta.get("help", "")
+        if meta.get("choices"):
+            text += f"; one of {', '.join(map(str, meta['choices']))}"
+        text = f"{text} [{default!r}]".replace("%", "%%")
+        kw: dict[str, Any] = {"dest": f.name, "help": text, "default": argparse.SUPPRESS}
+        hint = hints[f.name]
+        if hint in (bool, bool | None):
+            kw["action"] = argparse.BooleanOptionalAction
+            taken.add("--no-" + flag[2:])
+        elif f.name == "adam_betas":
+            kw.update(nargs=2, metavar=("BETA1", "BETA2"))
+        elif f.name in ("lora_target_modules", "hooks"):
+            kw.update(nargs="+", metavar="VALUE")
+        else:
+            kw["metavar"] = "YAML" if f.name == "hyper_parameters" else f.name.upper()
+        group.add_argument(flag, *_ALIASES.get(f.name, ()), **kw)
+        taken.update((flag, *_ALIASES.get(f.name, ())))
+    return taken
 
 
 def _hp_names() -> dict[str, Any]:
@@ -77,14 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train any local AutoModelForCausalLM. Objective hyper-parameters are flags (--beta 0.1).",
     )
     p.add_argument("--config", help="YAML file of TrainConfig fields; flags override it")
-    for flag, dest, typ, text in _FLAGS:
-        p.add_argument(flag, dest=dest, type=typ, help=text, default=argparse.SUPPRESS)
-    for flag, dest, text in _SWITCHES:
-        p.add_argument(flag, dest=dest, action="store_true", help=text, default=argparse.SUPPRESS)
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=argparse.SUPPRESS)
-    p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=argparse.SUPPRESS)
-    hp = p.add_argument_group("objective hyper-parameters (checked against the chosen objective)")
-    taken = {f for f, *_ in _FLAGS} | {f for f, *_ in _SWITCHES}
+    taken = _config_flags(p)
+    hp = p.add_argument_group("objective hyper-parameters (checked against the chosen objective's ranges)")
     for name in sorted(_hp_names()):
         flag = "--" + name.replace("_", "-")
         if flag in taken:
@@ -93,19 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _convert(name: str, raw: str, default: Any) -> Any:
-    value = yaml.safe_load(raw)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"--{name.replace('_', '-')} takes true/false; got {raw!r}")
-    elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
-        raise ValueError(f"--{name.replace('_', '-')} takes a number; got {raw!r}")
-    return value
-
-
 def _reward_fn(spec: Any) -> Any:
+    """``module:function`` -> the function (a callable passes through)."""
     if not isinstance(spec, str):
         return spec
     if ":" not in spec:
@@ -113,60 +91,123 @@ def _reward_fn(spec: Any) -> Any:
     return import_callable(spec, "--reward-fn")
 
 
+def _load_yaml(path: Path) -> dict[str, Any]:
+    from alignkit.errors import ConfigError, InputPathError
+    from alignkit.train.config import TrainConfig
+
+    if not path.is_file():
+        raise InputPathError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{at}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of TrainConfig fields")
+    unknown = sorted(set(loaded) - set(TrainConfig.field_names()))
+    if unknown:
+        raise ConfigError(f"{path}: unknown config field(s) {', '.join(map(str, unknown))}")
+    return loaded
+
+
+def _hooks(specs: Any) -> Any:
+    """``--hooks module:callable ...``: each callable, called with no arguments, makes a Hook."""
+    if not isinstance(specs, list) or not all(isinstance(x, str) for x in specs):
+        return specs
+    from alignkit.errors import ConfigError
+
+    hooks = []
+    for spec in specs:
+        if ":" not in spec or spec.startswith("<"):
+            raise ConfigError(f"hooks (--hooks): each must be 'module:callable'; got {spec!r}")
+        try:
+            hooks.append(import_callable(spec, "--hooks")())
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return hooks
+
+
+def _yaml_scalar(raw: Any) -> Any:
+    """A hyper-parameter flag's text as YAML reads it (``true``, ``0.1``, ``[0.6, 1.0]``)."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
 def resolve_config(args: argparse.Namespace) -> Any:
-    """YAML config (if any) overlaid with the flags given on the command line."""
+    """YAML config (if any) overlaid with the flags given on the command line, validated as a whole.
+
+    Every field is coerced and range-checked by ``TrainConfig``, and the hyper-parameters once, against the chosen
+    objective (``Objective.resolve``), before a model is loaded or a file written.
+    """
+    from alignkit.errors import ConfigError
     from alignkit.registry import Objective, get
     from alignkit.train.config import TrainConfig
 
     fields: dict[str, Any] = {}
+    source = "flags"
     if getattr(args, "config", None):
-        path = Path(args.config)
-        if not path.exists():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a config must be a mapping of TrainConfig fields")
-        unknown = sorted(set(loaded) - set(TrainConfig.field_names()))
-        if unknown:
-            raise ValueError(f"{path}: unknown config field(s) {', '.join(unknown)}")
-        fields.update(loaded)
-    given = vars(args)
-    hp = dict(fields.get("hyper_parameters") or {})
+        source = str(args.config)
+        fields.update(_load_yaml(Path(args.config)))
+    given = dict(vars(args))
+    hp = fields.get("hyper_parameters")
+    if hp is not None and not isinstance(hp, dict):
+        raise ConfigError(
+            f"{source}: hyper_parameters must be a mapping of the objective's hyper-parameters; got {hp!r}"
+        )
+    hp = dict(hp or {})
+    if "hyper_parameters" in given:
+        flag_hp = _yaml_scalar(given.pop("hyper_parameters"))
+        if not isinstance(flag_hp, dict):
+            raise ConfigError("--hyper-parameters takes a YAML mapping, e.g. '{beta: 0.1}'")
+        hp.update(flag_hp)
     for key, value in given.items():
         if key.startswith(_HP_PREFIX):
-            hp[key[len(_HP_PREFIX) :]] = value
+            hp[key[len(_HP_PREFIX) :]] = _yaml_scalar(value)
         elif key in TrainConfig.field_names():
             fields[key] = value
-    obj = get(fields.get("objective", "dpo"))
+    if "hooks" in fields:
+        fields["hooks"] = _hooks(fields["hooks"])
+    if isinstance(fields.get("lora_target_modules"), list) and len(fields["lora_target_modules"]) == 1:
+        fields["lora_target_modules"] = fields["lora_target_modules"][0]
+    objective = fields.get("objective", "dpo")
+    if not isinstance(objective, str):
+        raise ConfigError(f"objective (--objective): a registered objective name; got {objective!r}")
+    obj = get(objective)
     if not isinstance(obj, Objective):
-        raise ValueError(f"{obj.name!r} is a {obj.kind}, not an objective")
+        raise ConfigError(f"{obj.name!r} is a {obj.kind}, not an objective")
     unknown = sorted(set(hp) - set(obj.defaults))
     if unknown:
         flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        takes = ", ".join("--" + k.replace("_", "-") for k in sorted(obj.defaults)) or "(none)"
-        raise ValueError(f"objective {obj.name!r} has no hyper-parameter {flags}; it takes: {takes}")
-    fields["hyper_parameters"] = {
-        k: _convert(k, v, obj.defaults[k])
-        if isinstance(v, str) and not isinstance(obj.defaults[k], str)
-        else v
-        for k, v in hp.items()
-    }
-    if fields.get("max_grad_norm") == 0:
-        fields["max_grad_norm"] = None
-    if "reward_fn" in fields:
-        fields["reward_fn"] = _reward_fn(fields["reward_fn"])
+        takes = ", ".join("--" + k.replace("_", "-") for k in sorted(obj.hyper_parameters)) or "(none)"
+        raise ConfigError(f"objective {obj.name!r} has no hyper-parameter {flags}; it takes: {takes}")
+    resolved = obj.resolve(**hp)  # coerced and range-checked, once
+    fields["hyper_parameters"] = {k: resolved[k] for k in hp}
     for required in ("model", "data"):
         if fields.get(required) is None:
-            raise ValueError(f"--{required} is required (or set {required}: in --config)")
+            raise ConfigError(f"--{required} is required (or set {required}: in --config)")
     return TrainConfig(**fields)
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from alignkit.sources import check_model_source
     from alignkit.train import train
 
     cfg = resolve_config(args)
+    for flag, spec in (
+        ("--model", cfg.model),
+        ("--ref-model", cfg.ref_model),
+    ):  # at once, not after a hub retry
+        if spec is not None:
+            check_model_source(spec, flag)
     result = train(cfg)
     console = Console(stderr=True)
     last = result.history[-1] if result.history else {}

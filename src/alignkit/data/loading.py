@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from alignkit.errors import InputFileError
 
 
 @dataclass
@@ -24,20 +27,40 @@ class Record:
         return f"{self.source} row {self.row}"
 
 
+def _decode(path: Path, raw: bytes, line: int | None = None) -> str:
+    """UTF-8 text; else an error naming the file, the line and the byte (``line=None``: counted from ``raw``)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if line is None:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        else:
+            col = exc.start + 1
+        raise InputFileError(
+            f"{path} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {col}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def _json_error(path: Path, line: int, exc: json.JSONDecodeError, word: str = "line") -> InputFileError:
+    why = exc.msg.removesuffix(" at")  # "Unterminated string starting at" + " at column" read "at at"
+    return InputFileError(f"{path} {word} {line}: not valid JSON ({why} at column {exc.colno})")
+
+
 def _jsonl(path: Path) -> list[Record]:
     out = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, start=1):
+            line = _decode(path, raw, n)
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"{path} row {n}: not valid JSON ({exc.msg} at column {exc.colno})"
-                ) from None
+                raise _json_error(path, n, exc, "row") from None
             if not isinstance(obj, dict):
-                raise ValueError(f"{path} row {n}: expected a JSON object, got {type(obj).__name__}")
+                raise InputFileError(f"{path} row {n}: expected a JSON object, got {type(obj).__name__}")
             out.append(Record(str(path), n, obj))
     return out
 
@@ -70,10 +93,13 @@ def load_records(data: Any) -> list[Record]:
         if suffix == ".jsonl":
             return _jsonl(path)
         if suffix == ".json":
+            text = _decode(path, path.read_bytes())
             try:
-                obj = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                return _jsonl(path)  # JSON lines under a .json name
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                if text.lstrip().startswith("{") and "\n{" in text:
+                    return _jsonl(path)  # JSON lines under a .json name
+                raise _json_error(path, exc.lineno, exc) from None
             if isinstance(obj, dict) and isinstance(obj.get("data"), list):
                 obj = obj["data"]
             if not isinstance(obj, list):
@@ -84,10 +110,16 @@ def load_records(data: Any) -> list[Record]:
 
             return _rows(str(path), pq.read_table(path).to_pylist())
         if suffix in (".csv", ".tsv"):
-            with path.open(encoding="utf-8", newline="") as f:
-                reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-                # row numbers are file lines: the header is line 1
-                return [Record(str(path), n + 1, dict(r)) for n, r in enumerate(reader, start=1)]
+            text = _decode(path, path.read_bytes())
+            reader = csv.DictReader(
+                io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ","
+            )
+            out = []
+            start = 2  # the header is line 1; a quoted field may span lines, so each row is named by its first line
+            for r in reader:
+                out.append(Record(str(path), start, dict(r)))
+                start = reader.line_num + 1
+            return out
         raise ValueError(
             f"{path}: unknown data format {suffix!r}; use .jsonl, .json, .parquet, .csv or a save_to_disk folder"
         )

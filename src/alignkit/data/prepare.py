@@ -19,17 +19,19 @@ prompt token) and counted.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from alignkit.data.loading import Record, load_records
+from alignkit.errors import UserError
 
 MODES = ("sft", "paired", "unpaired", "online")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad rows, each named by file, row number and field."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -78,6 +80,7 @@ class DataReport:
     implicit_prompts: int = 0
     split_pairs: int = 0
     prompt_token_cuts: int = 0  # rows whose prompt tokens were not a prefix of prompt+completion (TRL's rule)
+    identical_pairs: list[str] = field(default_factory=list)  # rows whose chosen and rejected tokenise alike
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +93,8 @@ class DataReport:
             "implicit_prompts": self.implicit_prompts,
             "split_pairs": self.split_pairs,
             "prompt_token_cuts": self.prompt_token_cuts,
+            "identical_pairs": len(self.identical_pairs),
+            "identical_pair_rows": self.identical_pairs[:100],
         }
 
     def summary(self) -> str:
@@ -98,6 +103,8 @@ class DataReport:
             s += f"; {len(self.skipped)} bad rows skipped"
         if self.truncated:
             s += f"; {self.truncated} truncated ({self.truncated_tokens} tokens cut)"
+        if self.identical_pairs:
+            s += f"; {len(self.identical_pairs)} pairs with chosen == rejected"
         return s
 
 
@@ -207,6 +214,21 @@ def _joint(
                 raise _Bad(name, "is not a list of messages but the prompt is")
             _check_messages(name, c)
         head = t.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        for name, c in zip(names, completions, strict=True):
+            full = t.apply_chat_template(list(prompt) + list(c), tokenize=False)
+            if not full.startswith(head):
+                roles = [m["role"] for m in prompt] + [m["role"] for m in c]
+                hint = (
+                    f"; the completion's role is {c[0]['role']!r}: a completion is the reply to the prompt "
+                    "(usually role 'assistant')"
+                    if c[0]["role"] == prompt[-1]["role"] or c[0]["role"] in ("user", "system")
+                    else ""
+                )
+                raise _Bad(
+                    name,
+                    "the chat template does not render the prompt as a prefix of prompt+completion "
+                    f"(roles {roles}){hint}",
+                )
         p_ids = list(t(head, add_special_tokens=False)["input_ids"])
         fulls = [
             list(
@@ -464,6 +486,8 @@ def prepare(
             if mode == "paired":
                 p, c, r = _paired(rec, tk, report)
                 p, (c, r) = _fit(p, [c, r], max_length, max_prompt_length, truncation_mode, report)
+                if c == r:  # no preference to learn: the pair's loss gradient is zero
+                    report.identical_pairs.append(rec.where)
                 examples.append(Example(p, chosen_ids=c, rejected_ids=r, where=rec.where))
             elif mode == "unpaired":
                 if "label" not in rec.fields and ("chosen" in rec.fields or "chosen_ids" in rec.fields):
@@ -507,8 +531,24 @@ def prepare(
             + (" ..." if len(problems) > 5 else ""),
             stacklevel=2,
         )
+    source = records[0].source if records else (str(data) if isinstance(data, (str, os.PathLike)) else "data")
+    if not records:
+        raise UserError(f"{source}: no rows (the data is empty)")
     if not examples:
-        raise ValueError(f"no usable training examples in {len(records)} row(s)")
+        raise UserError(f"{source}: no usable training examples in {len(records)} row(s)")
+    if report.identical_pairs:
+        n = len(report.identical_pairs)
+        if n == len(examples):
+            raise UserError(
+                f"{source}: every pair ({n}) has chosen == rejected after tokenisation: there is no preference "
+                "to learn (the loss gradient is zero)"
+            )
+        warnings.warn(
+            f"{n} of {len(examples)} pair(s) have chosen == rejected after tokenisation (no preference to learn; "
+            f"counted in data_report.json): {', '.join(report.identical_pairs[:5])}"
+            + (" ..." if n > 5 else ""),
+            stacklevel=2,
+        )
     if with_kl and mode == "unpaired":
         # TRL's KTO: completions rotated by +1 within each chunk of ``kl_group`` rows (its per-device batch size),
         # in data order: (x_1, y_n), (x_2, y_1), ..., (x_n, y_{n-1}); one chunk = the whole data without a group.

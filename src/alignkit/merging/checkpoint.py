@@ -25,6 +25,17 @@ StateDict = Mapping[str, torch.Tensor]
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
+# Files of a training run, not of the model: a merged model does not inherit the first model's run history.
+NOT_COPIED = frozenset(
+    {
+        INDEX_NAME,
+        "config.yaml",
+        "data_report.json",
+        "alignkit_run.json",
+        "trainer_state.json",
+        "manifest.json",
+    }
+)
 
 
 class Checkpoint(Mapping[str, torch.Tensor]):
@@ -172,7 +183,9 @@ def save(state: Mapping[str, torch.Tensor], output: str | Path, *, like: str | P
 
     ``output`` ending in ``.safetensors`` writes a bare file. Otherwise ``output`` is a folder: the tensors go to
     ``model.safetensors`` and the non-weight files of the HF folder ``like`` (config.json, generation config,
-    tokenizer files) are copied next to it, so ``AutoModel*.from_pretrained(output)`` works.
+    tokenizer files) are copied next to it, so ``AutoModel*.from_pretrained(output)`` works; a training run's own
+    files (``history.jsonl``, ``config.yaml``, ``data_report.json``, ``alignkit_run.json``) are not. ``output``
+    may not be ``like`` itself (its weights are read lazily while the merge is written).
     """
     output = Path(output)
     tensors = {k: v.detach().contiguous() for k, v in state.items()}
@@ -180,10 +193,19 @@ def save(state: Mapping[str, torch.Tensor], output: str | Path, *, like: str | P
         output.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(output), metadata={"format": "pt"})
         return output
+    if like is not None and Path(like).is_dir() and output.resolve() == Path(like).resolve():
+        from alignkit.errors import OutputDirError
+
+        raise OutputDirError(f"--output {output} is the input model folder {like}; choose another --output")
     output.mkdir(parents=True, exist_ok=True)
     if like is not None and Path(like).is_dir():
         for f in Path(like).iterdir():
-            if f.is_file() and f.suffix not in WEIGHT_SUFFIXES and f.name != INDEX_NAME:
+            if (
+                f.is_file()
+                and f.suffix not in WEIGHT_SUFFIXES
+                and f.name not in NOT_COPIED
+                and f.suffix != ".jsonl"
+            ):
                 shutil.copy2(f, output / f.name)
     save_file(tensors, str(output / SINGLE_NAME), metadata={"format": "pt"})
     return output

@@ -1,15 +1,53 @@
-"""``TrainConfig``: every setting of a training run, the same through Python, YAML and the CLI."""
+"""``TrainConfig``: every setting of a training run, the same through Python, YAML and the CLI.
+
+Each field carries its help text (and, where it has one, its valid range or choices) in its metadata: the
+``alignkit train`` flags and their help are generated from it (``alignkit.cli.train``), and ``__post_init__``
+validates and coerces every field against its type and range before anything is loaded or written — a wrong type
+(``max_steps: "two"``, ``hyper_parameters: 5``) or value (``learning_rate: 0``, ``warmup_ratio: 5``) raises
+:class:`~alignkit.errors.ConfigError` naming the field and its flag. Types are checked with pydantic's
+``TypeAdapter`` on the dataclass annotations (lax mode: ``"1e-5"``, which YAML reads as a string, becomes a float).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import os
+import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+from alignkit.errors import ConfigError
 
 REFERENCES = ("auto", "model", "lora", "cache", "none")
 MODES = ("auto", "sft", "paired", "unpaired", "online")
 SCHEDULERS = ("linear", "cosine", "wsd", "constant")
+TRUNCATION_MODES = ("keep_start", "keep_end")
+
+_NO_DEFAULT = dataclasses.MISSING
+IN_MEMORY = (
+    "<in-memory"  # how to_dict writes an object that cannot be written; never a valid value to read back
+)
+
+
+def _f(
+    default: Any = _NO_DEFAULT,
+    help: str = "",  # noqa: A002 - argparse's word
+    *,
+    factory: Any = _NO_DEFAULT,
+    flag: str | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+) -> Any:
+    """A field with its CLI help, flag (default ``--name-with-dashes``) and valid range / choices."""
+    meta = {"help": help, "flag": flag, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
+    if factory is not _NO_DEFAULT:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -21,110 +59,121 @@ class TrainConfig:
     ``batch_size * grad_accum * world_size`` examples (prompts, pairs or unpaired completions).
     """
 
-    objective: Any = "dpo"
-    model: Any = None
-    tokenizer: Any = None
-    data: Any = None
-    output_dir: str | None = None
-    ref_model: Any = None
-    reference: str = "auto"
-    hyper_parameters: dict[str, Any] = field(default_factory=dict)
-    mode: str = "auto"
-    reward_fn: Any = None
-    max_steps: int | None = None
-    epochs: float = 1.0
-    batch_size: int = 8
-    grad_accum: int = 1
-    learning_rate: float = 5e-6
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.0
-    wsd_decay_ratio: float = 0.1
-    weight_decay: float = 0.0
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    max_grad_norm: float | None = 1.0
-    max_length: int | None = 1024
-    max_prompt_length: int | None = 512
-    truncation_mode: str = "keep_start"
-    lora: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_target_modules: Any = "all-linear"
-    seed: int = 0
-    save_steps: int | None = None
-    save_total_limit: int | None = None
-    resume: bool = False
-    logging_steps: int = 1
-    gradient_checkpointing: bool = False
-    bf16: bool | None = None  # None: bf16 autocast when a CUDA GPU supports it
-    skip_bad_rows: bool = False
+    objective: Any = _f("dpo", "registered objective name (see `alignkit list`)")
+    model: Any = _f(None, "model folder (any AutoModelForCausalLM), hub id, or an in-memory model (Python)")
+    tokenizer: Any = _f(None, "tokenizer folder (default: the model's)")
+    data: Any = _f(
+        None, "JSONL / JSON / Parquet / CSV file or a save_to_disk folder (Python: also a list of rows)"
+    )
+    output_dir: str | None = _f(
+        None,
+        "output folder (checkpoints, logs, final model); refused if it holds anything but this run, unless "
+        "--overwrite; never the model or data folder",
+        flag="--output",
+    )
+    overwrite: bool = _f(
+        False, "use --output even if it holds files of something else (they may be replaced)"
+    )
+    ref_model: Any = _f(None, "reference model folder (default: the initial policy)")
+    reference: str = _f("auto", "where reference log-probs come from", choices=REFERENCES)
+    hyper_parameters: dict[str, Any] = _f(
+        factory=dict,
+        help="the objective's hyper-parameters as a YAML mapping ('{beta: 0.1}'); or one flag each",
+    )
+    mode: str = _f("auto", "training mode (auto: from the objective and reward_fn)", choices=MODES)
+    reward_fn: Any = _f(None, "online mode: 'module:function' taking (prompt_ids, completion_ids) -> rewards")
+    max_steps: int | None = _f(None, "optimizer steps (overrides --epochs)", ge=1)
+    epochs: float = _f(1.0, "passes over the data (when --max-steps is not given)", gt=0)
+    batch_size: int = _f(8, "examples per micro-batch and process", ge=1)
+    grad_accum: int = _f(1, "micro-batches per optimizer step", ge=1)
+    learning_rate: float = _f(5e-6, "peak AdamW learning rate", gt=0)
+    lr_scheduler: str = _f("linear", "learning-rate schedule after warmup", choices=SCHEDULERS)
+    warmup_ratio: float = _f(0.0, "fraction of steps of linear warmup", ge=0, le=1)
+    wsd_decay_ratio: float = _f(0.1, "wsd schedule: fraction of steps of the final decay", ge=0, le=1)
+    weight_decay: float = _f(0.0, "AdamW weight decay (matrices only)", ge=0)
+    adam_betas: tuple[float, float] = _f((0.9, 0.999), "AdamW betas (two numbers in [0, 1))", ge=0, lt=1)
+    max_grad_norm: float | None = _f(1.0, "gradient clipping norm (0 or none: no clipping)", ge=0)
+    max_length: int | None = _f(
+        1024, "max prompt+completion tokens (longer completions are cut, counted)", ge=2
+    )
+    max_prompt_length: int | None = _f(512, "max prompt tokens (longer prompts are errors)", ge=1)
+    truncation_mode: str = _f(
+        "keep_start", "which end of a too-long example to keep", choices=TRUNCATION_MODES
+    )
+    lora: bool = _f(False, "train LoRA adapters (peft) instead of all weights")
+    lora_r: int = _f(8, "LoRA rank", ge=1)
+    lora_alpha: int = _f(16, "LoRA alpha", ge=1)
+    lora_dropout: float = _f(0.0, "LoRA dropout", ge=0, lt=1)
+    lora_target_modules: Any = _f("all-linear", "LoRA target modules ('all-linear' or module names)")
+    seed: int = _f(0, "random seed (data order, sampling, initialisation of adapters)")
+    save_steps: int | None = _f(None, "checkpoint every N steps", ge=1)
+    save_total_limit: int | None = _f(None, "keep only the newest N checkpoints", ge=1)
+    resume: bool = _f(False, "continue from the newest complete checkpoint of this run in --output")
+    logging_steps: int = _f(1, "write logs every N steps", ge=1)
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward (less memory, slower)")
+    bf16: bool | None = _f(None, "bf16 autocast (default: on where a CUDA GPU supports it)")
+    skip_bad_rows: bool = _f(False, "skip bad rows with a counted warning instead of failing")
     # PTST (arXiv:2402.18540): SFT rows go through the tokenizer's chat template without a safety system prompt
     # (``alignkit.safety.ptst_rows``); generate with ``alignkit generate --ptst`` to add it at test time.
-    ptst: bool = False
-    progress: bool = True
-    trust_remote_code: bool = False
-    cache_dir: str | None = None  # reference cache; default $ALIGNKIT_CACHE or ~/.cache/alignkit
-    ref_batch_size: int = 64
-    online_max_new_tokens: int = 64
-    online_temperature: float = 1.0
-    online_top_p: float = 1.0
-    online_top_k: int = 0
-    tensorboard: bool = True
-    hooks: Any = ()
-    # --- speed (docs/speed.md); every fast path gives the plain path's log-probs and gradients ---
-    packing: bool | None = None  # padding-free packing; None: on where the model's attention can be routed
-    shared_prompt: bool = True  # paired + packing: each prompt computed once per pair
-    completion_only_head: bool = True  # False: the plain padded forward with full [B, L, V] logits
-    token_budget: int | None = None  # micro-batches by packed tokens (<= budget) instead of batch_size rows
-    compile: bool = False  # torch.compile the decoder layers' MLP blocks (opt-in)
-    # --- scale-out and online policy gradient ---
-    distributed: str = (
-        "auto"  # auto (DDP under torchrun) | ddp | fsdp (FSDP2 fully_shard, sharded checkpoints)
+    ptst: bool = _f(False, "PTST: SFT rows through the chat template without a safety system prompt")
+    progress: bool = _f(True, "show a progress bar")
+    trust_remote_code: bool = _f(False, "allow model code from the model folder / hub")
+    cache_dir: str | None = _f(
+        None, "reference log-prob cache folder (default: $ALIGNKIT_CACHE or ~/.cache/alignkit)"
     )
-    online_samples: int = 2  # online policy-gradient objectives: samples per prompt (they share a baseline)
-    # LongAlign (arXiv:2401.18058) sorted batching: each step's rows have similar lengths (sorted, grouped by the
-    # global batch, groups in random order); less padding, and with the longalign_sft objective, its recipe.
-    sorted_batching: bool = False
-    # TRL's disable_dropout=True: every nn.Dropout of policy and reference set to p=0 (with dropout on, policy =
-    # reference does not give DPO's log 2 at step 0, and packed and padded first steps differ)
-    disable_dropout: bool = True
-    # SFT on `messages`: "all" trains every assistant turn (later user turns are masked context; TRL's
-    # assistant_only_loss), "last" only the final message
-    sft_assistant_turns: str = "all"
-    # optimiser (alignkit.optim: adamw, sam/asam, frugal, collage_adamw) and its own hyper-parameters
-    optimizer: str = "adamw"
-    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
-    # WSD cooldown shape (alignkit.train.schedules: linear, cosine, 1-sqrt, 1-square, mirror-cosine) and floor
-    wsd_cooldown: str = "linear"
-    wsd_min_ratio: float = 0.0
+    ref_batch_size: int = _f(64, "batch size when caching reference log-probs", ge=1)
+    online_max_new_tokens: int = _f(64, "online mode: tokens sampled per completion", ge=1)
+    online_temperature: float = _f(1.0, "online mode: sampling temperature", ge=0)
+    online_top_p: float = _f(1.0, "online mode: nucleus sampling mass", gt=0, le=1)
+    online_top_k: int = _f(0, "online mode: top-k sampling (0: off)", ge=0)
+    tensorboard: bool = _f(True, "write TensorBoard logs to <output>/tensorboard")
+    hooks: Any = _f((), "training hooks ('module:callable' each, called with no arguments to make a Hook)")
+    # --- speed (docs/speed.md); every fast path gives the plain path's log-probs and gradients ---
+    packing: bool | None = _f(
+        None, "padding-free packing (default: on where the model's attention can be routed)"
+    )
+    shared_prompt: bool = _f(True, "paired + packing: compute each prompt once per pair")
+    completion_only_head: bool = _f(
+        True, "LM head on completion tokens only (off: plain full [B, L, V] logits)"
+    )
+    token_budget: int | None = _f(
+        None, "micro-batches by packed tokens (<= budget) instead of batch_size rows", ge=1
+    )
+    compile: bool = _f(False, "torch.compile the decoder layers' MLP blocks")
+    # --- scale-out and online policy gradient ---
+    distributed: str = _f(
+        "auto",
+        "auto (DDP under torchrun), ddp, or fsdp (FSDP2 fully_shard, sharded checkpoints)",
+        choices=("auto", "ddp", "fsdp"),
+    )
+    online_samples: int = _f(
+        2, "online policy-gradient objectives: samples per prompt (they share a baseline)", ge=1
+    )
+    sorted_batching: bool = _f(
+        False,
+        "LongAlign sorted batching: rows sorted by length, cut into steps, steps shuffled (arXiv:2401.18058)",
+    )
+    disable_dropout: bool = _f(
+        True, "set every nn.Dropout of policy and reference to p=0 (TRL's disable_dropout)"
+    )
+    sft_assistant_turns: str = _f(
+        "all",
+        "SFT on messages: train every assistant turn (all; TRL's assistant_only_loss) or the last message only",
+        choices=("all", "last"),
+    )
+    optimizer: str = _f("adamw", "optimizer: adamw, sam, asam, frugal, collage_adamw (alignkit.optim)")
+    optimizer_kwargs: dict[str, Any] = _f(
+        factory=dict, help="the optimizer's own hyper-parameters as a YAML mapping ('{rho: 0.05}')"
+    )
+    wsd_cooldown: str = _f(
+        "linear",
+        "wsd schedule: cooldown shape (linear, cosine, 1-sqrt, 1-square, mirror-cosine)",
+        choices=("linear", "cosine", "1-sqrt", "1-square", "mirror-cosine"),
+    )
+    wsd_min_ratio: float = _f(0.0, "wsd schedule: final learning-rate multiplier", ge=0, le=1)
 
     def __post_init__(self) -> None:
-        if self.reference not in REFERENCES:
-            raise ValueError(f"reference must be one of {REFERENCES}; got {self.reference!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}; got {self.mode!r}")
-        if self.lr_scheduler not in SCHEDULERS:
-            raise ValueError(f"lr_scheduler must be one of {SCHEDULERS}; got {self.lr_scheduler!r}")
-        if self.truncation_mode not in ("keep_start", "keep_end"):
-            raise ValueError(
-                f"truncation_mode must be 'keep_start' or 'keep_end'; got {self.truncation_mode!r}"
-            )
-        if self.sft_assistant_turns not in ("all", "last"):
-            raise ValueError(f"sft_assistant_turns must be 'all' or 'last'; got {self.sft_assistant_turns!r}")
-        if self.distributed not in ("auto", "ddp", "fsdp"):
-            raise ValueError(f"distributed must be 'auto', 'ddp' or 'fsdp'; got {self.distributed!r}")
-        for name in ("batch_size", "grad_accum", "logging_steps", "online_samples"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.token_budget is not None and int(self.token_budget) < 1:
-            raise ValueError(f"token_budget must be >= 1 tokens; got {self.token_budget}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1; got {self.max_steps}")
-        if self.max_steps is None and not self.epochs > 0:
-            raise ValueError(f"epochs must be > 0; got {self.epochs}")
-        if not isinstance(self.hyper_parameters, dict):
-            raise TypeError("hyper_parameters must be a dict of the objective's hyper-parameters")
-        self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
+        validate(self)
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -148,10 +197,147 @@ class TrainConfig:
             elif f.name == "data" and not isinstance(v, str) and v is not None:
                 v = f"<in-memory {type(v).__name__} of {len(v)} rows>"
             elif f.name == "hooks":
-                v = [type(h).__name__ for h in v]
+                v = [f"{IN_MEMORY} hook {type(h).__name__}: not re-runnable from YAML>" for h in v]
+            elif f.name == "reward_fn" and v is not None:
+                v = callable_spec(
+                    v
+                ) or f"{IN_MEMORY} function {getattr(v, '__name__', type(v).__name__)}: " + (
+                    "not re-runnable; pass --reward-fn module:function>"
+                )
             elif isinstance(v, tuple):
                 v = list(v)
             elif v is not None and not isinstance(v, (str, int, float, bool, list, dict)):
                 v = f"<in-memory {type(v).__name__}>"
             out[f.name] = v
         return out
+
+
+def callable_spec(fn: Any) -> str | None:
+    """``"module:qualname"`` when importing it gives back ``fn`` (so a YAML config can name it), else None."""
+    import importlib
+
+    if isinstance(fn, str):
+        return fn
+    mod, qual = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not mod or not qual or mod == "__main__" or "<" in qual:
+        return None
+    try:
+        obj: Any = importlib.import_module(mod)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None
+    return f"{mod}:{qual}" if obj is fn else None
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+@functools.cache
+def _adapter(name: str) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(_hints()[name])
+
+
+def _bounds(meta: typing.Mapping[str, Any]) -> str:
+    lo = (
+        f"[{meta['ge']:g}"
+        if meta.get("ge") is not None
+        else f"({meta['gt']:g}"
+        if meta.get("gt") is not None
+        else "(-inf"
+    )
+    hi = (
+        f"{meta['le']:g}]"
+        if meta.get("le") is not None
+        else f"{meta['lt']:g})"
+        if meta.get("lt") is not None
+        else "inf)"
+    )
+    return f"{lo}, {hi}"
+
+
+def _in_bounds(v: float, meta: typing.Mapping[str, Any]) -> bool:
+    if isinstance(v, float) and math.isnan(v):
+        return False
+    return not (
+        (meta.get("ge") is not None and v < meta["ge"])
+        or (meta.get("gt") is not None and v <= meta["gt"])
+        or (meta.get("le") is not None and v > meta["le"])
+        or (meta.get("lt") is not None and v >= meta["lt"])
+    )
+
+
+def _has_in_memory_marker(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.startswith(IN_MEMORY)
+    if isinstance(v, (list, tuple)):
+        return any(_has_in_memory_marker(x) for x in v)
+    return False
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Coerce every field to its annotated type and check its range / choices, in place; one
+    :class:`ConfigError` lists every bad field with its flag (``learning_rate (--learning-rate): ...``)."""
+    from pydantic import ValidationError
+
+    problems: list[str] = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        where = f"{f.name} ({flag_of(f)})"
+        if _has_in_memory_marker(v):
+            problems.append(
+                f"{where}: {v!r} stands for an in-memory object of an earlier run that a config file cannot hold; "
+                "give the value again (a path, or 'module:function')"
+            )
+            continue
+        hint = _hints()[f.name]
+        if hint is not Any:
+            if isinstance(v, os.PathLike) and f.name in ("output_dir", "cache_dir"):
+                v = os.fspath(v)
+            if isinstance(v, bool) and hint in (int, float, int | None, float | None):
+                problems.append(f"{where}: takes a number; got {v!r}")
+                continue
+            if f.name == "max_grad_norm" and isinstance(v, str) and v.strip().lower() in ("none", "null"):
+                v = None
+            try:
+                v = _adapter(f.name).validate_python(v)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                problems.append(f"{where}: {err['msg'].rstrip('.').lower()}; got {v!r}")
+                continue
+        meta = f.metadata
+        if meta.get("choices") is not None and v not in meta["choices"]:
+            problems.append(f"{where}: must be one of {', '.join(map(str, meta['choices']))}; got {v!r}")
+            continue
+        if any(meta.get(k) is not None for k in ("ge", "gt", "le", "lt")):
+            values = v if isinstance(v, tuple) else (v,)
+            if any(x is not None and not _in_bounds(x, meta) for x in values):
+                problems.append(f"{where}: must be in {_bounds(meta)}; got {v!r}")
+                continue
+        object.__setattr__(cfg, f.name, v)
+    if cfg.max_grad_norm == 0:
+        cfg.max_grad_norm = None
+    if isinstance(cfg.reward_fn, str) and not problems:
+        from alignkit.cli import import_callable
+
+        if ":" not in cfg.reward_fn:
+            problems.append(f"reward_fn (--reward-fn): must be 'module:function'; got {cfg.reward_fn!r}")
+        else:
+            try:
+                cfg.reward_fn = import_callable(cfg.reward_fn, "reward_fn (--reward-fn)")
+            except ValueError as exc:
+                problems.append(str(exc))
+    if not problems and cfg.reward_fn is not None and not callable(cfg.reward_fn):
+        problems.append(
+            f"reward_fn (--reward-fn): must be callable or 'module:function'; got {cfg.reward_fn!r}"
+        )
+    if problems:
+        raise ConfigError("invalid training config: " + "; ".join(problems))

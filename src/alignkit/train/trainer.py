@@ -29,21 +29,26 @@ from alignkit.engine.reference import Reference
 from alignkit.errors import UserError
 from alignkit.optim import build_optimizer, needs_closure
 from alignkit.registry import Objective, get
+from alignkit.sources import check_model_source
 from alignkit.train import distributed as D
 from alignkit.train import setup as S
 from alignkit.train.checkpoint import (
     clean_temporaries,
+    find_resume_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    restore_history,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    write_manifest,
 )
 from alignkit.train.config import TrainConfig
 from alignkit.train.fields import FieldPlan, number_objectives, plan_fields, read_columns
 from alignkit.train.hooks import MicroBatch, TrainContext
 from alignkit.train.logger import RunLogger
 from alignkit.train.online import online_pairs, online_scored
+from alignkit.train.run_dir import prepare_output_dir, run_identity
 from alignkit.train.schedules import lr_lambda
 
 _log = logging.getLogger("alignkit.train")
@@ -123,6 +128,25 @@ class _Trainer:
                 "distributed='fsdp' supports full fine-tuning of offline data; use DDP for LoRA/online"
             )
 
+        for what, spec in (("model", cfg.model), ("ref_model", cfg.ref_model)):
+            if spec is not None:
+                check_model_source(
+                    spec, what
+                )  # a missing folder or an unreachable hub id fails now, in one line
+        self.identity = run_identity(cfg)
+        if (
+            cfg.output_dir and rank == 0
+        ):  # the output-folder rules (docs/training.md), before anything is written
+            inputs = {
+                "model": cfg.model,
+                "ref_model": cfg.ref_model,
+                "tokenizer": cfg.tokenizer,
+                "data": cfg.data,
+            }
+            prepare_output_dir(
+                cfg.output_dir, self.identity, resume=cfg.resume, overwrite=cfg.overwrite, inputs=inputs
+            )
+        D.barrier(world)
         model, model_path = S.load_model(cfg, cfg.model, "model")
         tokenizer = S.load_tokenizer(cfg, model_path)
         self.pad = S.pad_token_id(tokenizer, model)
@@ -206,7 +230,7 @@ class _Trainer:
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         out_dir = Path(cfg.output_dir) if cfg.output_dir else None
-        start, history, restored = self._resume(out_dir, optimizer, scheduler)
+        start, history, restored = self._resume(out_dir, optimizer, scheduler, total)
         self.state = _ObjectiveState(obj, restored)
         if out_dir is not None and rank == 0:
             import yaml
@@ -264,7 +288,7 @@ class _Trainer:
         return prepared.examples, prepared.report, plan
 
     def _resume(
-        self, out_dir: Path | None, optimizer: Any, scheduler: Any
+        self, out_dir: Path | None, optimizer: Any, scheduler: Any, total: int
     ) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
         cfg, rank = self.cfg, self.rank
         start, history, restored = 0, [], {}
@@ -275,11 +299,11 @@ class _Trainer:
         if cfg.resume:
             if out_dir is None:
                 raise UserError("resume=True needs output_dir (where the checkpoints are)")
-            ckpts = list_checkpoints(out_dir)
-            if not ckpts:
+            point = find_resume_checkpoint(out_dir, identity=self.identity.fingerprint, total_steps=total)
+            if point is None:
                 _log.warning("resume=True but %s holds no checkpoint; starting from scratch", out_dir)
-                return start, history, restored
-            _, path = ckpts[-1]
+                return start, restore_history(out_dir, 0, rewrite=rank == 0), restored
+            path = point.path
             if self.dist == "fsdp":
                 D.load_sharded(path, self.scorer, optimizer)
                 scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
@@ -291,12 +315,7 @@ class _Trainer:
             start, restored = st["step"], st.get("objective_state", {})
             if st.get("rng") is not None:
                 set_rng_state(st["rng"])
-            hist_file = out_dir / "history.jsonl"
-            if hist_file.exists():
-                history = [json.loads(x) for x in hist_file.read_text().splitlines() if x.strip()]
-                history = [h for h in history if h["step"] <= start]
-                if rank == 0:
-                    hist_file.write_text("".join(json.dumps(h) + "\n" for h in history))
+            history = restore_history(out_dir, start, rewrite=rank == 0)
         elif out_dir is not None and rank == 0 and (out_dir / "history.jsonl").exists():
             (out_dir / "history.jsonl").unlink()
         return start, history, restored
@@ -529,6 +548,7 @@ class _Trainer:
                 trainer_state,
                 states,
                 self.cfg.save_total_limit,
+                identity=self.identity.fingerprint,
             )
         D.barrier(self.world)
 
@@ -549,6 +569,9 @@ class _Trainer:
             for r, st in enumerate(states):
                 torch.save(st, tmp / f"rng_state_{r}.pt")
             (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
+            write_manifest(
+                tmp, step=step, total_steps=trainer_state["total_steps"], identity=self.identity.fingerprint
+            )
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
