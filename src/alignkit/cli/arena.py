@@ -77,7 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pair-strategy", default="best_worst", choices=("best_worst", "random"))
     p.add_argument("--pretrain-steps", type=int, help="base-model pretraining steps (default: the task's)")
     p.add_argument("--output", default="arena", help="output folder (default ./arena)")
-    p.add_argument("--cache-dir", help="cache folder (default $XDG_CACHE_HOME/alignkit or ~/.cache/alignkit)")
+    p.add_argument("--cache-dir", help="cache folder (default: the cache root, see `alignkit cache`)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the base model even if cached")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)

@@ -38,8 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n-eval", type=int, default=d.n_eval, help="eval prompts of each kind (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--cache-dir", help="testbed cache folder (default: $ALIGNKIT_CACHE or ~/.cache/alignkit)")
-    p.add_argument("--output", required=True, help="folder for results.json, results.md and harmful.png")
+    p.add_argument("--cache-dir", help="cache folder (default: the cache root, see `alignkit cache`)")
+    p.add_argument("--output", default="safety-bench", help="folder for results.json, results.md and harmful.png")
     p.set_defaults(func=run)
 
 

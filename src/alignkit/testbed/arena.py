@@ -6,7 +6,7 @@ gold reward of a testbed task.
 
 Phases (each timed, each with a progress bar):
 
-1. **base model** — :func:`~alignkit.testbed.model.get_base_model` (cached under the XDG cache folder);
+1. **base model** — :func:`~alignkit.testbed.model.get_base_model` (cached under :func:`alignkit.cache.cache_root`);
 2. **preference data** — K samples for each train prompt from the SFT (= base) policy, gold rewards,
    Bradley–Terry-labelled best-vs-worst pairs; the SFT policy's eval samples; held-out eval pairs; reference
    log-probs. Cached next to the base model, keyed by these settings;
