@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import io
 import json
+import os
+import shutil
+import sys
 import textwrap
 
 from rich.console import Console
@@ -13,29 +18,87 @@ from alignkit.registry import KINDS, Objective, get, list_components
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list the registered objectives and other components")
+    p = sub.add_parser(
+        "list",
+        help="list the registered objectives and other components",
+        description="Every registered component: name, kind, family and how it was verified (one line each; "
+        "--wide for aliases, paper, arXiv id, reference and aggregation). Tags include ones derived from the "
+        "metadata: reference / reference-free (objectives that do / do not read reference log-probs) and "
+        "paired / unpaired (objectives taking a PreferenceBatch / UnpairedBatch).",
+    )
     p.add_argument("--kind", choices=KINDS, help="only this kind of component")
     p.add_argument("--family", help="only this family (e.g. preference, sft, reward)")
     p.add_argument("--tag", help="only components with this tag (e.g. reference-free, unpaired)")
+    p.add_argument("--wide", action="store_true", help="the full table: aliases, paper, arXiv, ref, agg, tags")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (the README's catalogue)")
     p.set_defaults(func=run_list)
 
-    e = sub.add_parser("explain", help="show a component's formula, paper, hyper-parameters and a snippet")
+    e = sub.add_parser(
+        "explain",
+        help="show a component's formula, paper, hyper-parameters and a runnable example",
+        description="One component's manual: paper, verification level, formula, hyper-parameters with their "
+        "defaults and sources, inputs, and an example that runs as printed (Python, and the command line where "
+        "one exists).",
+    )
     e.add_argument("name", help="name or alias, e.g. dpo or sigmoid")
     e.set_defaults(func=run_explain)
 
 
-def run_list(args: argparse.Namespace) -> int:
-    items = list_components(kind=args.kind, family=args.family, tag=args.tag)
-    if args.json:
-        print(json.dumps([c.to_dict() for c in items], indent=2))
-        return 0
-    if args.markdown:
-        print(registry_markdown(items))
-        return 0
+def emit(text: str) -> None:
+    """Write ``text`` to stdout; a reader that stops early (``| head``) ends the output quietly."""
+    try:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader is gone: point stdout at /dev/null so the interpreter's final flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def check_filters(kind: str | None, family: str | None, tag: str | None) -> None:
+    """An unknown ``--family`` / ``--tag`` is an error listing the known ones (not an empty table)."""
+    everything = list_components()
+    families = sorted({c.family for c in everything if c.family})
+    tags = sorted({t for c in everything for t in c.derived_tags})
+    if family is not None and family not in families:
+        raise ValueError(f"no component has family {family!r}; known families: {', '.join(families)}")
+    if tag is not None and tag not in tags:
+        close = difflib.get_close_matches(tag, tags, n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ValueError(f"no component has tag {tag!r}{hint}; known tags: {', '.join(tags)}")
+
+
+def compact_table(items: list, width: int | None) -> str:
+    """One line per component: name, kind, family, verification. Names and kinds are never cut; when ``width``
+    (a terminal's) is too narrow, family and verification are shortened with '…'. ``width=None``: no limit."""
+    head = ("name", "kind", "family", "verification")
+    rows = [(c.name, c.kind, c.family or "-", c.verification or "-") for c in items]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    if width is not None:
+        over = sum(widths) + 2 * 3 - width
+        for i in (2, 3):  # shrink family, then verification, never below 6 characters
+            if over <= 0:
+                break
+            cut = min(over, max(0, widths[i] - 6))
+            widths[i] -= cut
+            over -= cut
+
+    def cell(text: str, w: int) -> str:
+        return text if len(text) <= w else text[: w - 1] + "…"
+
+    def line(r: tuple[str, ...]) -> str:
+        return "  ".join(cell(t, w).ljust(w) for t, w in zip(r, widths, strict=True)).rstrip()
+
+    return "\n".join([line(head), *(line(r) for r in rows), f"({len(items)} components)"])
+
+
+def wide_table(items: list, width: int | None) -> str:
+    """The full table (rich); names never wrap. ``width=None`` (piped): as wide as the rows need."""
     table = Table(title=f"alignkit components ({len(items)})")
-    for col in ("name", "kind", "family", "aliases", "paper", "arXiv", "ref", "agg"):
+    table.add_column("name", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    for col in ("family", "aliases", "paper", "arXiv", "ref", "agg", "verification", "tags"):
         table.add_column(col, overflow="fold")
     for c in items:
         is_obj = isinstance(c, Objective)
@@ -48,8 +111,29 @@ def run_list(args: argparse.Namespace) -> int:
             c.arxiv,
             ("yes" if c.needs_reference else "no") if is_obj else "",
             c.aggregation if is_obj else "",
+            c.verification or "-",
+            ", ".join(c.derived_tags),
         )
-    Console().print(table)
+    console = Console(file=io.StringIO(), width=width or 400, force_terminal=False, color_system=None)
+    console.print(table)
+    return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines())
+
+
+def _terminal_width() -> int | None:
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+def run_list(args: argparse.Namespace) -> int:
+    check_filters(args.kind, args.family, args.tag)
+    items = list_components(kind=args.kind, family=args.family, tag=args.tag)
+    if args.json:
+        emit(json.dumps([c.to_dict() for c in items], indent=2))
+    elif args.markdown:
+        emit(registry_markdown(items))
+    elif args.wide:
+        emit(wide_table(items, _terminal_width()))
+    else:
+        emit(compact_table(items, _terminal_width()))
     return 0
 
 

@@ -267,8 +267,11 @@ def _load(path: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
+    from alignkit.cli._quiet import quiet_transformers
     from alignkit.decoding import DecodeContext, sample_text
     from alignkit.registry import get
+
+    quiet_transformers()
 
     prompts = read_prompts(args)
     hp = parse_hp(args.hp)

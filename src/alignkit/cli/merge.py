@@ -89,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
     from alignkit.merging import Checkpoint, average, dare, dare_ties, save, task_arithmetic, ties, wise_ft
     from alignkit.merging.ties import magnitude_prune
 
+    from alignkit.cli._quiet import quiet_transformers
+
+    quiet_transformers()
     method = args.method
     given = [f for f in FLAGS if getattr(args, f) is not None]
     unused = [f for f in given if f not in USES[method]]
