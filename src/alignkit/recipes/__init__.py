@@ -183,6 +183,7 @@ def run(
     have started from. ``console`` (a ``rich`` console): a heading names each stage before its progress bar.
     """
     from alignkit.merging import checkpoint
+    from alignkit.merging.provenance import copy_model_files, write_provenance
     from alignkit.merging.wise_ft import wise_ft
     from alignkit.train import train
 
@@ -216,12 +217,13 @@ def run(
             console.rule(f"recipe {r.name}: stage {i}/{len(run_stages)} [bold]{s.name}[/bold] ({what}) -> {out}")
         if s.merge is not None:
             m = s.merge
-            merged = wise_ft(
-                checkpoint.load(resolve(m["theta_0"])),
-                checkpoint.load(resolve(m["theta_1"])),
-                alpha=float(m.get("alpha", 0.5)),
-            )
-            checkpoint.save(merged, out, like=resolve(m["theta_1"]))
+            theta_0, theta_1 = resolve(m["theta_0"]), resolve(m["theta_1"])
+            alpha = float(m.get("alpha", 0.5))
+            merged = wise_ft(checkpoint.load(theta_0), checkpoint.load(theta_1), alpha=alpha)
+            checkpoint.save(merged, out)
+            copy_model_files(theta_1, out)  # config and tokenizer; theta_1's training records are not copied
+            write_provenance(out, method="wise_ft", hyper_parameters={"alpha": alpha}, base=theta_0,
+                             models=[theta_1], config_from=theta_1)  # fmt: skip
             outs[s.name] = out
             continue
         if s.name not in data:
