@@ -132,4 +132,6 @@ def test_merged_folder_records_its_own_origin(ckpts, tmp_path):
     assert main(["merge", "--method", "wise_ft", "--base", str(base), "--models", str(paths["a"]), "--alpha",
                  "0.25", "--output", str(bare), "--quiet"]) == 0  # fmt: skip
     side = json.loads((tmp_path / "w.safetensors.merge.json").read_text())
-    assert side["hyper_parameters"] == {"alpha": 0.25, "keys": None} and side["output"] == {"w.safetensors": sha(bare)}
+    assert side["hyper_parameters"] == {"alpha": 0.25, "keys": None} and side["output"] == {
+        "w.safetensors": sha(bare)
+    }

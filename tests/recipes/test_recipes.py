@@ -155,7 +155,9 @@ def test_recipe_run_cli_names_stages_and_skips(model_dir, tmp_path, capsys):
               "--output", str(tmp_path / "full"), "--set", "ipo.learning_rate=0.001", *common])  # fmt: skip
     assert rc == 0
     captured = capsys.readouterr()
-    assert "stage 1/2 sft" in " ".join(captured.err.split()) and "stage 2/2 ipo" in " ".join(captured.err.split())
+    assert "stage 1/2 sft" in " ".join(captured.err.split()) and "stage 2/2 ipo" in " ".join(
+        captured.err.split()
+    )
     ipo = yaml.safe_load((tmp_path / "full" / "ipo" / "config.yaml").read_text())
     assert ipo["model"] == str(tmp_path / "full" / "sft") and ipo["learning_rate"] == 0.001
     assert yaml.safe_load((tmp_path / "full" / "sft" / "config.yaml").read_text())["learning_rate"] == 2e-5
@@ -166,5 +168,7 @@ def test_recipe_run_cli_names_stages_and_skips(model_dir, tmp_path, capsys):
     assert yaml.safe_load((tmp_path / "skip" / "ipo" / "config.yaml").read_text())["model"] == str(model_dir)
     assert cli(["recipe", "run", "guardrail_ipo", "--skip", "dpo", "--output", "x", "--model", "m"]) == 2
     assert "no stage(s) dpo to skip" in capsys.readouterr().err
-    assert cli(["recipe", "run", "guardrail_ipo", "--set", "max_step=2", "--output", "x", "--model", "m"]) == 2
+    assert (
+        cli(["recipe", "run", "guardrail_ipo", "--set", "max_step=2", "--output", "x", "--model", "m"]) == 2
+    )
     assert "'max_step' is not a TrainConfig field" in capsys.readouterr().err

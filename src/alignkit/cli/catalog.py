@@ -29,7 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", choices=KINDS, help="only this kind of component")
     p.add_argument("--family", help="only this family (e.g. preference, sft, reward)")
     p.add_argument("--tag", help="only components with this tag (e.g. reference-free, unpaired)")
-    p.add_argument("--wide", action="store_true", help="the full table: aliases, paper, arXiv, ref, agg, tags")
+    p.add_argument(
+        "--wide", action="store_true", help="the full table: aliases, paper, arXiv, ref, agg, tags"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (the README's catalogue)")
     p.set_defaults(func=run_list)

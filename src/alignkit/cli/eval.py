@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", required=True, help="folder of a saved causal LM ('base' = the task's base model)"
     )
-    p.add_argument("--task", default="sentiment", choices=("sentiment", "arith", "safety"), help="testbed task")
+    p.add_argument(
+        "--task", default="sentiment", choices=("sentiment", "arith", "safety"), help="testbed task"
+    )
     p.add_argument("--ref-model", "--ref", dest="ref",
                    help="reference model folder (default: the task's base model, built if absent)")  # fmt: skip
     p.add_argument("--eval-prompts", type=int, default=300, help="number of held-out prompts")

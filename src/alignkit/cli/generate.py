@@ -282,7 +282,13 @@ def check_decoder_flags(decoder: Any, args: argparse.Namespace) -> None:
 
 
 def scores(
-    decoder: Any, hp: dict[str, Any], reward_fn: RewardFn | None, model: Any, tokenizer: Any, text: str, outs: list
+    decoder: Any,
+    hp: dict[str, Any],
+    reward_fn: RewardFn | None,
+    model: Any,
+    tokenizer: Any,
+    text: str,
+    outs: list,
 ) -> dict[str, Any]:
     """The figures a decoder optimised, per completion: ``rewards`` (``--reward``, scored against the text the
     decoder saw) and, for alignment_resampling, the watermark detection ``watermark_z``."""

@@ -95,7 +95,9 @@ def resolved_defaults(method: str) -> dict:
     from alignkit import merging
     from alignkit.merging.ties import magnitude_prune
 
-    fn = {"dare_linear": merging.dare, "magnitude_prune": magnitude_prune}.get(method) or getattr(merging, method)
+    fn = {"dare_linear": merging.dare, "magnitude_prune": magnitude_prune}.get(method) or getattr(
+        merging, method
+    )
     fn = getattr(fn, "fn", fn)  # a registered component wraps the function
     return {
         p.name: p.default
@@ -105,11 +107,10 @@ def resolved_defaults(method: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from alignkit.cli._quiet import quiet_transformers
     from alignkit.merging import Checkpoint, average, dare, dare_ties, save, task_arithmetic, ties, wise_ft
     from alignkit.merging.provenance import copy_model_files, write_provenance
     from alignkit.merging.ties import magnitude_prune
-
-    from alignkit.cli._quiet import quiet_transformers
 
     quiet_transformers()
     method = args.method
@@ -166,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
         kw["weights"] = args.weights
 
     like = next((c.folder for c in ([base] if base else []) + models if c.folder is not None), None)
-    out = save(merged, args.output)  # weights only; the model's config/tokenizer files and a fresh record below
+    out = save(
+        merged, args.output
+    )  # weights only; the model's config/tokenizer files and a fresh record below
     if out.is_dir():
         copy_model_files(like, out)
     hps = {k: v for k, v in kw.items() if k != "progress"}

@@ -37,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-eval", type=int, default=d.n_eval, help="eval prompts of each kind")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of data, training and sampling")
     p.add_argument("--cache-dir", help="cache folder (default: the cache root, see `alignkit cache`)")
-    p.add_argument("--output", default="safety-bench", help="folder for results.json, results.md and harmful.png")
+    p.add_argument(
+        "--output", default="safety-bench", help="folder for results.json, results.md and harmful.png"
+    )
     p.set_defaults(func=run)
 
 

@@ -108,7 +108,7 @@ def write_provenance(
     out = Path(output)
     record = {
         "merged_by": f"alignkit {__version__}",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "method": method,
         "hyper_parameters": _jsonable(dict(hyper_parameters)),
         "inputs": ([checkpoint_record(base, "base")] if base is not None else [])

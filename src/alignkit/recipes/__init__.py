@@ -213,8 +213,14 @@ def run(
         out = root / s.name
         if console is not None:
             i = run_stages.index(s) + 1
-            what = f"merge {s.merge['method']}" if s.merge is not None else f"train {(s.config or {}).get('objective', 'dpo')}"
-            console.rule(f"recipe {r.name}: stage {i}/{len(run_stages)} [bold]{s.name}[/bold] ({what}) -> {out}")
+            what = (
+                f"merge {s.merge['method']}"
+                if s.merge is not None
+                else f"train {(s.config or {}).get('objective', 'dpo')}"
+            )
+            console.rule(
+                f"recipe {r.name}: stage {i}/{len(run_stages)} [bold]{s.name}[/bold] ({what}) -> {out}"
+            )
         if s.merge is not None:
             m = s.merge
             theta_0, theta_1 = resolve(m["theta_0"]), resolve(m["theta_1"])
