@@ -7,14 +7,16 @@ import difflib
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import textwrap
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from alignkit.registry import KINDS, Objective, get, list_components
+from alignkit.registry import KINDS, Objective, _docstring_section, get, list_components
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -159,50 +161,112 @@ def registry_markdown(items: list | None = None) -> str:
 
 def snippet(c: Objective) -> str:
     """A runnable example for an objective, on random tensors of the right batch type."""
-    custom = getattr(c.fn, "example", None)  # objectives on other batch types carry their own
-    if custom:
-        return custom
-    bt = c.batch_type.__name__ if c.batch_type else "PreferenceBatch"
-    hp = ", ".join(f"{k}={v!r}" for k, v in c.defaults.items() if k in ("beta", "gamma", "eta", "alpha"))
-    call = f'ak.get("{c.name}")(batch{", " + hp if hp else ""})'
-    lp = "-torch.rand(4, 8)"
-    if bt == "PreferenceBatch":
-        ref = f", ref_chosen_logps={lp}, ref_rejected_logps={lp}" if c.needs_reference else ""
-        make = f"batch = ak.PreferenceBatch(chosen_logps={lp}.requires_grad_(), rejected_logps={lp}{ref})"
-    elif bt == "UnpairedBatch":
-        make = (
-            f"batch = ak.UnpairedBatch(logps={lp}.requires_grad_(), labels=torch.tensor([1, 0, 1, 0]).bool(), "
-            f"ref_logps={lp}, kl_logps=-torch.rand(4) * 8, ref_kl_logps=-torch.rand(4) * 8)"
-        )
-    elif bt == "RewardBatch":
-        make = "batch = ak.RewardBatch(chosen_rewards=torch.randn(4, requires_grad=True), rejected_rewards=torch.randn(4))"
-    else:
-        make = f"batch = ak.SFTBatch(logps={lp}.requires_grad_())"
-    return f"import torch, alignkit as ak\n{make}\nout = {call}\nout.loss.backward()\nprint(out.loss, out.metrics)"
+    from alignkit.cli._examples import objective_snippet
+
+    return objective_snippet(c)
 
 
-def run_explain(args: argparse.Namespace) -> int:
-    c = get(args.name)
-    console = Console()
-    console.print(f"[bold]{c.name}[/bold]  ({c.kind}, family {c.family or '-'})")
+# internal bookkeeping in docstrings (the project's research catalogue) that a user has no use for
+_INTERNAL = [
+    (re.compile(r"\s*\((?:the |via the )?(?:research |project )?catalog(?:ue)? entr(?:y|ies)[^)]*\)"), ""),
+    (re.compile(r"\s*\(#\d+(?:\s*/\s*#\d+)*\)"), ""),
+    (re.compile(r"\(the catalog(?:ue)? lists it as unverified\)"), "(not verified)"),
+    (re.compile(r",? ?read by the catalog(?:ue)?"), ""),
+    (
+        re.compile(r"(?:the )?(?:research |project )?catalog(?:ue)? entr(?:y|ies) #?\d+(?:\s*/\s*#?\d+)*"),
+        "the project's paper notes",
+    ),
+    (
+        re.compile(r"(?:as summarised |recalled )?in the (?:project(?:'s)? |research )?catalog(?:ue)?"),
+        "in paper notes",
+    ),
+    (re.compile(r"(?:via|from) the catalog(?:ue)?"), "from paper summaries"),
+    (re.compile(r"(?:the )?(?:research |project )?catalog(?:ue)?\b"), "the project's paper notes"),
+    (re.compile(r"\bUNVERIFIED\b"), "not verified"),
+    (re.compile(r"\bUnverified\b"), "Not verified"),
+]
+_NOTE_START = re.compile(r"(?:^|(?<=[.)]\s))(?:Source|Sources):")
+
+
+def user_text(text: str) -> str:
+    """Docstring text with the project's internal bookkeeping phrased for users."""
+    for pattern, repl in _INTERNAL:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def split_doc(doc: str) -> tuple[str, str]:
+    """(description, notes) of a docstring without its Formula and Hyper-parameters blocks: paragraphs from
+    "Source:" on, and paragraphs about what was not verified, become notes."""
+    lines = textwrap.dedent(doc).splitlines()
+    kept: list[str] = []
+    skipping = False
+    for line in lines:
+        if line.strip() in ("Formula:", "Hyper-parameters:"):
+            skipping = True
+            continue
+        if skipping:
+            if line.strip() and not line.startswith((" ", "\t")):
+                skipping = False
+            else:
+                continue
+        kept.append(line)
+    paragraphs = re.split(r"\n\s*\n", "\n".join(kept).strip())
+    desc: list[str] = []
+    notes: list[str] = []
+    for para in paragraphs:
+        m = _NOTE_START.search(para)
+        if m is not None:
+            head, tail = para[: m.start()].strip(), para[m.start() :].strip()
+            if head:
+                desc.append(head)
+            notes.append(tail)
+        elif re.search(r"(?i)\bunverified\b|catalog", para):
+            notes.append(para)
+        else:
+            desc.append(para)
+    return user_text("\n\n".join(desc)), user_text("\n\n".join(notes))
+
+
+def explain_text(c: Any) -> str:
+    """The manual ``alignkit explain`` prints (plain text: the examples paste and run as printed)."""
+    from alignkit.cli._examples import example
+
+    out = [f"{c.name}  ({c.kind}, family {c.family or '-'})"]
     if c.aliases:
-        console.print(f"aliases: {', '.join(c.aliases)}")
-    console.print(f"paper:   {c.paper}  (arXiv:{c.arxiv})")
+        out.append(f"aliases:      {', '.join(c.aliases)}")
+    out.append(f"paper:        {c.paper}  (arXiv:{c.arxiv})")
+    out.append(f"verification: {c.verification or '- (not recorded)'}")
+    tags = c.derived_tags
+    if tags:
+        out.append(f"tags:         {', '.join(tags)}")
     if isinstance(c, Objective):
         bt = c.batch_type.__name__ if c.batch_type else "PreferenceBatch or SFTBatch"
         needs = [f"batch: {bt}", f"reference log-probs: {'required' if c.needs_reference else 'not used'}"]
         needs.append(f"log-prob aggregation: {c.aggregation}")
-        console.print("inputs:  " + "; ".join(needs))
-    console.print("\n[bold]Formula[/bold]")
-    console.print(textwrap.indent(c.formula or "(see docstring)", "    "), markup=False, highlight=False)
-    console.print("\n[bold]Hyper-parameters (default)[/bold]")
-    for k, v in c.defaults.items():
-        console.print(f"    {k} = {v!r}", markup=False, highlight=False)
-    if not c.defaults:
-        console.print("    (none)")
-    console.print("\n[bold]Description[/bold]")
-    console.print(textwrap.indent(c.doc, "    "), markup=False, highlight=False)
-    if isinstance(c, Objective):
-        console.print("\n[bold]Example[/bold]")
-        console.print(textwrap.indent(snippet(c), "    "), markup=False, highlight=False)
+        out.append("inputs:       " + "; ".join(needs))
+    out += ["", "Formula:", textwrap.indent(c.formula or "(see the description)", "    ")]
+    out += ["", "Hyper-parameters (defaults):"]
+    hps = c.hyper_parameters if isinstance(c, Objective) else c.defaults
+    out += [f"    {k} = {v!r}" for k, v in hps.items()] or ["    (none)"]
+    block = user_text(_docstring_section(c.doc, "Hyper-parameters"))
+    if block:
+        out += ["", "Hyper-parameters (meaning, default and its source):", textwrap.indent(block, "    ")]
+    desc, notes = split_doc(c.doc)
+    out += ["", "Description:", textwrap.indent(desc, "    ")]
+    if notes:
+        out += [
+            "",
+            "Notes (what this was checked against; 'not verified' marks what the sources did not settle):",
+        ]
+        out.append(textwrap.indent(notes, "    "))
+    ex = example(c)
+    out += ["", "Example (Python; paste and run):", "", ex.python.rstrip()]
+    if ex.cli:
+        out += ["", "Command line:", "", ex.cli]
+    return "\n".join(out) + "\n"
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    emit(explain_text(get(args.name)))
     return 0
