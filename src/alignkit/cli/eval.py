@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="prompt and sampling seed")
     p.add_argument("--pairs", help="JSONL of held-out pairs (prompt_ids, chosen_ids, rejected_ids, p_chosen)")
     p.add_argument("--beta", type=float, help="beta for the idealized ranking accuracy")
+    p.add_argument("--pretrain-steps", type=int,
+                   help="base-model pretraining steps (default: the task's; as arena --pretrain-steps)")  # fmt: skip
     p.add_argument("--cache-dir", help="cache folder (default: the cache root, see `alignkit cache`)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--output", help="also write the JSON to this file")
@@ -73,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
     task = get_task(args.task)
     base = None
     if args.ref is None or args.model == "base":
-        base = get_base_model(task, cache_dir=args.cache_dir, progress=progress)
+        config = (
+            task.base_config(pretrain_steps=args.pretrain_steps) if args.pretrain_steps is not None else None
+        )
+        base = get_base_model(task, config, cache_dir=args.cache_dir, progress=progress)
     model = base.model if args.model == "base" and base is not None else _load(args.model)
     ref = base.model if args.ref is None and base is not None else _load(args.ref)
     tokenizer = base.tokenizer if base is not None else None

@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="fine-tuning learning rate")  # fmt: skip
     p.add_argument("--n-eval", type=int, default=d.n_eval, help="eval prompts of each kind")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of data, training and sampling")
+    p.add_argument("--pretrain-steps", type=int,
+                   help="base-model pretraining steps (default: the bench's, 200; a new value builds a new model)")  # fmt: skip
     p.add_argument("--cache-dir", help="cache folder (default: the cache root, see `alignkit cache`)")
     p.add_argument(
         "--output", default="safety-bench", help="folder for results.json, results.md and harmful.png"
@@ -44,7 +46,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.safety.bench import SafetyBenchConfig, markdown_table, run_safety_bench, write_reports
+    import dataclasses
+
+    from alignkit.safety.bench import (
+        SafetyBenchConfig,
+        default_base_config,
+        markdown_table,
+        run_safety_bench,
+        write_reports,
+    )
+
+    base = None
+    if args.pretrain_steps is not None:
+        base = dataclasses.replace(default_base_config(), pretrain_steps=args.pretrain_steps)
 
     cfg = SafetyBenchConfig(
         methods=tuple(args.methods),
@@ -55,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         n_eval=args.n_eval,
         seed=args.seed,
         cache_dir=args.cache_dir,
+        base=base,
     )
     console = Console(stderr=True)
     result = run_safety_bench(cfg, console=console)
