@@ -180,7 +180,8 @@ def run(
     ``model``: the starting model (folder or hub id); ``data[stage]``: each training stage's data; ``reward_fn``
     for online stages; ``overrides`` apply to every training stage (e.g. ``max_steps``), ``stage_overrides``
     to one stage. ``skip``: stages not run; a later ``"@<skipped stage>"`` means the model that stage would
-    have started from. ``console`` (a ``rich`` console): a heading names each stage before its progress bar.
+    have started from. ``console`` (a ``rich`` console; default: stderr unless ``overrides`` turn ``progress`` off): a heading names
+    each stage before its progress bar.
     """
     from alignkit.merging import checkpoint
     from alignkit.merging.provenance import copy_model_files, write_provenance
@@ -204,6 +205,10 @@ def run(
         return ref
 
     run_stages = [s for s in r.stages if s.name not in skip]
+    if console is None and {**(overrides or {})}.get("progress", True):
+        from rich.console import Console
+
+        console = Console(stderr=True)
     for s in r.stages:
         if s.name in skip:
             if s.config is None:
