@@ -108,10 +108,10 @@ def test_every_subcommand_help_shows_defaults():
             if shown:
                 assert " ".join(shown.split()) in " ".join(text.split()), (name, action.dest)
     arena = " ".join(subs["arena"].format_help().split())
-    assert "--learning-rate LEARNING_RATE (default: 0.0001)" in arena
+    assert "--learning-rate LEARNING_RATE AdamW learning rate of every run (default: 0.0001)" in arena
     assert "(default: sentiment)" in arena
     gen = " ".join(subs["generate"].format_help().split())
-    assert "--max-new-tokens MAX_NEW_TOKENS (default: 64)" in gen
+    assert "--max-new-tokens MAX_NEW_TOKENS tokens sampled per completion (default: 64)" in gen
     bench = " ".join(subs["safety-bench"].format_help().split())
     assert "(default: 0.0 0.05 0.1 0.2)" in bench and "(default: safety-bench)" in bench
     assert "95%" in " ".join(subs["eval"].format_help().split())

@@ -48,12 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="decoder hyper-parameter")
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     p.add_argument("--prompts", help="file: one prompt per line, or JSON lines with a 'prompt' field")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens sampled per completion")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0 = off)")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0 = off)")
+    p.add_argument("--num-samples", type=int, default=1, help="completions per prompt")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument(
         "--reward",
         help="reward for decoders that need one: sentiment | arith | module:function (see above)",

@@ -17,8 +17,8 @@ import alignkit.cli as cli_pkg  # noqa: E402
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """The one help formatter of every ``alignkit`` command: descriptions keep their line breaks (the module
-    docstrings hold example command lines) and every option shows its default, as argparse's
+    """The one help formatter of every ``alignkit`` command: descriptions with line breaks keep them (the module
+    docstrings hold example command lines), one-paragraph descriptions are wrapped, and every option shows its default, as argparse's
     ``ArgumentDefaultsHelpFormatter`` does, but also for options without help text, lists shown as they are typed
     (``0 0.05 0.1``), and no ``(default: None)`` / ``(default: False)`` noise."""
 
@@ -39,6 +39,11 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if shown == "":
             shown = "''"
         return f"(default: {shown.replace('%', '%%')})"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip():  # laid out by hand (a module docstring with command lines): keep it
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         extra = self.default_text(action)
