@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import shlex
 
@@ -72,15 +73,30 @@ def tiny_models(tmp_path_factory):
         tok.save_pretrained(d)
         folders[name] = str(d)
     folders["merged"] = str(root / "merged")
+    rows = [{"prompt": f"q{i}:", "chosen": " yes", "rejected": " no"} for i in range(4)]
+    (root / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    folders["DATA.jsonl"] = str(root / "pairs.jsonl")
+    folders["runs/dpo"] = str(root / "runs" / "dpo")
     return folders
 
 
-@pytest.mark.parametrize("name", ["dera", "ties", "dare"])
+@pytest.mark.parametrize("name", ["dera", "ties", "dare", "dpo"])
 def test_command_lines_run(name, tiny_models, capsys):
     cli = example(ak.get(name)).cli
     argv = _argv(cli, tiny_models)[1:]
     if argv[0] == "generate":
         argv += ["--max-new-tokens", "4"]
+    if argv[0] == "train":
+        argv += [
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--no-progress",
+            "--no-tensorboard",
+            "--reference",
+            "model",
+        ]
     assert main(argv) == 0, capsys.readouterr().err
     if argv[0] == "merge":
         from transformers import AutoModelForCausalLM
