@@ -326,6 +326,62 @@ new_theta, info = ak.get("compo")(theta, pair_logps, num_perturbations=20, min_i
                                   generator=torch.Generator().manual_seed(0))
 print(info)
 """),
+    "bloop": Example("""import torch, alignkit as ak
+
+model = torch.nn.Linear(2, 1)
+opt = ak.get("bloop")(model.parameters(), lam=0.1, ema=0.1, lr=1e-2)   # base optimizer: AdamW
+x = torch.randn(8, 2)
+main_loss, aux_loss = model(x).pow(2).mean(), (model(x) - 1).abs().mean()
+opt.backward(main_loss, aux_loss)                                 # both gradients; aux projected in step()
+opt.step()
+print(model.weight)
+"""),
+    "sam": Example("""import torch, alignkit as ak
+
+model = torch.nn.Linear(2, 1)
+x, y = torch.randn(8, 2), torch.randn(8, 1)
+loss_fn = lambda: (model(x) - y).pow(2).mean()
+opt = ak.get("sam")(model.parameters(), rho=0.05, lr=1e-2)       # base optimizer: AdamW
+loss_fn().backward()                                              # pass 1: gradient at w
+
+
+def closure():                                                    # pass 2: gradient at w + e(w)
+    opt.zero_grad()
+    loss = loss_fn()
+    loss.backward()
+    return loss
+
+
+opt.step(closure)
+print(model.weight)
+"""),
+    "collage_adamw": Example("""import torch, alignkit as ak
+
+model = torch.nn.Linear(4, 1).to(torch.bfloat16)                  # Collage keeps bf16 weights
+opt = ak.get("collage_adamw")(model.parameters(), lr=1e-3)
+model(torch.randn(8, 4, dtype=torch.bfloat16)).float().pow(2).mean().backward()
+opt.step()
+print(model.weight)
+"""),
+    "frugal": Example("""import torch, alignkit as ak
+
+model = torch.nn.Linear(8, 4)
+opt = ak.get("frugal")(model.parameters(), lr=1e-3, density=0.25, update_gap=200)
+model(torch.randn(16, 8)).pow(2).mean().backward()
+opt.step()
+print(model.weight.shape)
+"""),
+    "expected_calibration_error": Example("""import torch, alignkit as ak
+
+probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]])   # predicted class probabilities
+targets = torch.tensor([0, 1, 1, 1])
+print(ak.get("expected_calibration_error")(probs, targets, n_bins=5))
+"""),
+    "wsd_cooldown": Example("""import alignkit as ak
+
+factor = ak.get("wsd_cooldown")
+print([round(factor("1-sqrt", u), 3) for u in (0.0, 0.25, 0.5, 1.0)])  # learning-rate multiplier in the cooldown
+"""),
     # training hooks -----------------------------------------------------------------------------------------------
     "booster": Example(
         """import alignkit as ak
