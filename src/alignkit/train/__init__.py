@@ -6,8 +6,6 @@ Names are imported on first use, so importing a submodule (``alignkit.train.hook
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 _WHERE = {
@@ -27,14 +25,3 @@ def __getattr__(name: str) -> Any:
     if name in _WHERE:
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'alignkit.train' has no attribute {name!r}")
-
-
-class _CallableModule(types.ModuleType):
-    """Importing any ``alignkit.train.*`` submodule makes ``alignkit.train`` this package, not the function: the
-    package is callable so that ``ak.train(...)`` trains either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return importlib.import_module("alignkit.train.trainer").train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
