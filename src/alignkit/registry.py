@@ -42,6 +42,9 @@ KINDS = (
     "procedure",
 )
 
+#: tags derived from an objective's metadata (``Component.derived_tags``), never taken from hand-written ``tags``
+_DERIVED_TAGS = {"reference": ("reference", "reference-free"), "pairing": ("paired", "unpaired")}
+
 _REGISTRY: dict[str, Component] = {}
 _ALIASES: dict[str, str] = {}
 
@@ -89,6 +92,13 @@ class Component:
         return _docstring_section(inspect.getdoc(self.fn) or "", "Formula")
 
     @property
+    def derived_tags(self) -> tuple[str, ...]:
+        """The tags ``alignkit list --tag`` filters on: the hand-written ``tags`` plus those that follow from the
+        metadata (objectives: ``reference``/``reference-free`` from ``needs_reference``, ``paired``/``unpaired``
+        from ``batch_type``). A hand-written tag that the metadata decides is replaced by the derived one."""
+        return self.tags
+
+    @property
     def doc(self) -> str:
         return inspect.getdoc(self.fn) or ""
 
@@ -98,7 +108,7 @@ class Component:
             "aliases": list(self.aliases),
             "kind": self.kind,
             "family": self.family,
-            "tags": list(self.tags),
+            "tags": list(self.derived_tags),
             "paper": self.paper,
             "arxiv": self.arxiv,
             "summary": self.summary,
@@ -163,6 +173,20 @@ class Objective(Component):
                 raise ValueError(f"{self.name}: state {missing} must be keyword arguments of the function")
         state_keys = frozenset(self.state.init) if self.state is not None else frozenset()
         self.valid_ranges = _hp.ranges_for(self.name, self.defaults, self.ranges, skip=state_keys)
+
+    @property
+    def derived_tags(self) -> tuple[str, ...]:
+        from alignkit.types import PreferenceBatch, UnpairedBatch
+
+        derived = ["reference" if self.needs_reference else "reference-free"]
+        decided = set(_DERIVED_TAGS["reference"])
+        if self.batch_type is not None:  # the batch decides paired/unpaired; without one the hand tag stands
+            decided |= set(_DERIVED_TAGS["pairing"])
+            if issubclass(self.batch_type, PreferenceBatch):
+                derived.append("paired")
+            elif issubclass(self.batch_type, UnpairedBatch):
+                derived.append("unpaired")
+        return tuple(t for t in self.tags if t not in decided) + tuple(derived)
 
     def resolve(self, **overrides: Any) -> dict[str, Any]:
         """The defaults overlaid with ``overrides``, each coerced to its default's type and checked against its
@@ -380,7 +404,7 @@ def list_components(
         for c in _REGISTRY.values()
         if (kind is None or c.kind == kind)
         and (family is None or c.family == family)
-        and (tag is None or tag in c.tags)
+        and (tag is None or tag in c.derived_tags)
     ]
     return sorted(out, key=lambda c: (c.kind, c.family, c.name))
 

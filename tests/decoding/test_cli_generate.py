@@ -20,14 +20,21 @@ def _rows(capsys):
     return [json.loads(x) for x in capsys.readouterr().out.splitlines()]
 
 
+def _texts(rows):
+    return [(r["prompt"], r["completions"]) for r in rows]
+
+
 def test_plain_and_dera_endpoint(saved, capsys):
     common = ["--prompt", "hi", "--prompt", "ok", "--max-new-tokens", "4", "--temperature", "0"]
     assert main(["generate", "--model", str(saved / "ref"), *common]) == 0
     plain_ref = _rows(capsys)
     assert [r["prompt"] for r in plain_ref] == ["hi", "ok"] and len(plain_ref[0]["completions"]) == 1
     args = ["generate", "--model", str(saved / "aligned"), "--ref-model", str(saved / "ref")]
+    assert plain_ref[0]["decoder"] is None and plain_ref[0]["sampling"]["max_new_tokens"] == 4
     assert main([*args, "--decoder", "dera", "--hp", "lam=0", *common]) == 0
-    assert _rows(capsys) == plain_ref
+    rows = _rows(capsys)
+    assert _texts(rows) == _texts(plain_ref)
+    assert rows[0]["decoder"] == "dera" and rows[0]["hyper_parameters"] == {"lam": 0}
 
 
 def test_errors_name_the_field(saved, capsys):
@@ -35,7 +42,7 @@ def test_errors_name_the_field(saved, capsys):
     assert main([*m, "--decoder", "dera", "--hp", "beta=1"]) == 2
     assert "no hyper-parameter 'beta'" in capsys.readouterr().err
     assert main([*m, "--decoder", "dera"]) == 2
-    assert "ref_model" in capsys.readouterr().err
+    assert "--decoder dera needs --ref-model" in capsys.readouterr().err
     assert main([*m, "--decoder", "dpo"]) == 2
     assert "not a decoder" in capsys.readouterr().err
 
@@ -81,7 +88,13 @@ def test_reward_selects_among_watermarked_candidates(saved, capsys, aligned, tok
         cmd += ["--prompt", p]
     reward = ["--reward", "tests.decoding.test_cli_generate:length_reward"]
     assert main([*cmd, "--decoder", "alignment_resampling", *reward, "--hp", f"n={n}"]) == 0
-    got = [r["completions"] for r in _rows(capsys)]
+    rows = _rows(capsys)
+    got = [r["completions"] for r in rows]
+    # each row records the decoder, its settings and the scores it optimised (reward; watermark z of the output)
+    assert all(r["decoder"] == "alignment_resampling" and r["hyper_parameters"]["n"] == n for r in rows)
+    assert all(r["hyper_parameters"]["gamma"] == 0.25 and r["sampling"]["seed"] == 7 for r in rows)
+    assert all(r["rewards"] == [float(len(r["completions"][0]))] for r in rows)
+    assert all(len(r["watermark_z"]) == 1 and r["watermark_z"][0] > 0 for r in rows)
     wm = GreenListWatermark(aligned.get_output_embeddings().weight.shape[0])
     cands = sample_text(aligned, tok, prompts, logits_processor=wm, max_new_tokens=8, seed=7, num_samples=n)
     assert got == [[max(c, key=len)] for c in cands]
@@ -93,7 +106,7 @@ def test_reward_selects_among_watermarked_candidates(saved, capsys, aligned, tok
 def test_reward_errors(saved, capsys):
     m = ["generate", "--model", str(saved / "aligned"), "--prompt", "x"]
     assert main([*m, "--decoder", "alignment_resampling"]) == 2
-    assert "reward_fn" in capsys.readouterr().err
+    assert "--decoder alignment_resampling needs --reward" in capsys.readouterr().err
     assert main([*m, "--reward", "sentiment"]) == 2
     assert "--reward given without --decoder" in capsys.readouterr().err
     assert main([*m, "--decoder", "alignment_resampling", "--reward", "gold"]) == 2
@@ -174,8 +187,10 @@ def test_reward_reaches_darwin(saved, capsys):
     assert main([*cmd, "--reward", "tests.decoding.test_cli_generate:length_reward"]) == 0
     rows = _rows(capsys)
     assert [r["prompt"] for r in rows] == ["hi", "ok"] and all(len(r["completions"]) == 1 for r in rows)
+    assert rows[0]["decoder"] == "darwin" and rows[0]["hyper_parameters"]["n_states"] == 3
+    assert all(r["rewards"] == [float(len(r["completions"][0]))] for r in rows)
     assert main(cmd) == 2
-    assert "needs context.reward_fn" in capsys.readouterr().err
+    assert "--decoder darwin needs --reward" in capsys.readouterr().err
 
 
 # --- --aligner-model / --aligner-prefix ------------------------------------------------------------------------
@@ -198,9 +213,9 @@ def test_aligner_prefix_file_roundtrip_and_cli(saved, tmp_path, aligned, tok, ca
     assert main(common) == 0
     plain = _rows(capsys)
     assert main([*common, "--decoder", "aligner_prefix", "--aligner-prefix", str(f), "--hp", "scale=0"]) == 0
-    assert _rows(capsys) == plain  # scale 0 = the base model
+    assert _texts(_rows(capsys)) == _texts(plain)  # scale 0 = the base model
     assert main([*common, "--decoder", "aligner_prefix", "--aligner-prefix", str(f), "--hp", "scale=20"]) == 0
-    assert _rows(capsys) != plain  # the trained prefix changes the output
+    assert _texts(_rows(capsys)) != _texts(plain)  # the trained prefix changes the output
     assert main([*common, "--decoder", "aligner_prefix", "--aligner-prefix", str(tmp_path / "nope.st")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main([*common, "--aligner-prefix", str(f)]) == 2

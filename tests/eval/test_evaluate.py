@@ -86,7 +86,7 @@ def test_cli_eval_json(tiny, tmp_path, capsys):
             str(model_dir),
             "--ref",
             str(model_dir),
-            "--prompts",
+            "--eval-prompts",
             "8",
             "--samples",
             "2",
@@ -103,6 +103,8 @@ def test_cli_eval_json(tiny, tmp_path, capsys):
     lo, hi = out["gold_reward"]["ci95"]
     assert lo <= out["gold_reward"]["mean"] <= hi
     assert abs(out["kl"]["mean"]) < 1e-6  # model == ref weights
+    # the reference's own samples (same weights, same seed) are the policy's: equal gold reward, never null
+    assert out["reference_gold_reward"]["mean"] == pytest.approx(out["gold_reward"]["mean"])
     assert 0 <= out["win_rate"]["mean"] <= 1
     assert main(["eval", "--model", str(tmp_path / "missing"), "--ref", str(model_dir)]) == 2
     assert "not a folder" in capsys.readouterr().err

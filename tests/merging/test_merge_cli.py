@@ -96,3 +96,42 @@ def test_errors_name_the_file_and_the_tensor(ckpts, tmp_path, capsys):
     # a flag the method does not use
     assert main([*argv, "--models", str(paths["a"]), "--density", "0.3", "--quiet"]) == 2
     assert "--density is not used by --method task_arithmetic" in capsys.readouterr().err
+
+
+def test_merged_folder_records_its_own_origin(ckpts, tmp_path):
+    """The output holds a fresh merge.json (method, hyper-parameters, SHA-256 of inputs and output) and the
+    model/tokenizer files only — not the inputs' training records, whose hashes describe other weights."""
+    import hashlib
+    import json
+    import shutil
+
+    root, paths = ckpts
+    base = tmp_path / "base"
+    shutil.copytree(paths["base"], base)
+    for stale in ("meta.json", "history.jsonl", "config.yaml", "data_report.json"):
+        (base / stale).write_text("{}\n")
+    out = tmp_path / "out"
+    rc = main(["merge", "--method", "dare", "--base", str(base), "--models", str(paths["a"]), str(paths["b"]),
+               "--density", "0.5", "--seed", "3", "--output", str(out), "--quiet"])  # fmt: skip
+    assert rc == 0
+    names = {p.name for p in out.iterdir()}
+    assert names == {"config.json", "generation_config.json", "model.safetensors", "merge.json"}, names
+    rec = json.loads((out / "merge.json").read_text())
+
+    def sha(p):
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    assert rec["method"] == "dare"
+    assert rec["hyper_parameters"]["drop_rate"] == 0.5 and rec["hyper_parameters"]["seed"] == 3
+    assert rec["hyper_parameters"]["rescale"] is True  # defaults not given are recorded too
+    assert [i["role"] for i in rec["inputs"]] == ["base", "model 0", "model 1"]
+    assert rec["inputs"][1]["sha256"] == {"model.safetensors": sha(paths["a"] / "model.safetensors")}
+    assert rec["output"] == {"model.safetensors": sha(out / "model.safetensors")}
+    assert rec["output"] != rec["inputs"][0]["sha256"]
+    bare = tmp_path / "w.safetensors"
+    assert main(["merge", "--method", "wise_ft", "--base", str(base), "--models", str(paths["a"]), "--alpha",
+                 "0.25", "--output", str(bare), "--quiet"]) == 0  # fmt: skip
+    side = json.loads((tmp_path / "w.safetensors.merge.json").read_text())
+    assert side["hyper_parameters"] == {"alpha": 0.25, "keys": None} and side["output"] == {
+        "w.safetensors": sha(bare)
+    }

@@ -143,3 +143,32 @@ def test_run_needs_each_stage_data(model_dir, tmp_path):
     with pytest.raises(ValueError, match="no data for stage 'ipo'"):
         recipes.run("guardrail_ipo", model=str(model_dir), data={"sft": _data(tmp_path)["sft"]},
                     output_dir=tmp_path / "o", overrides={"max_steps": 1, "progress": False, "tensorboard": False})  # fmt: skip
+
+
+def test_recipe_run_cli_names_stages_and_skips(model_dir, tmp_path, capsys):
+    """`alignkit recipe run`: every stage in order with its name in a heading; --skip starts the next stage from the
+    skipped stage's input model; --set overrides TrainConfig fields (all stages, or STAGE.KEY for one)."""
+    data = _data(tmp_path)
+    common = ["--model", str(model_dir), "--set", "max_steps=2", "--set", "batch_size=4", "--set",
+              "tensorboard=false", "--set", f"cache_dir={tmp_path / 'cache'}", "--no-progress"]  # fmt: skip
+    rc = cli(["recipe", "run", "guardrail_ipo", "--data", f"sft={data['sft']}", "--data", f"ipo={data['paired']}",
+              "--output", str(tmp_path / "full"), "--set", "ipo.learning_rate=0.001", *common])  # fmt: skip
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert "stage 1/2 sft" in " ".join(captured.err.split()) and "stage 2/2 ipo" in " ".join(
+        captured.err.split()
+    )
+    ipo = yaml.safe_load((tmp_path / "full" / "ipo" / "config.yaml").read_text())
+    assert ipo["model"] == str(tmp_path / "full" / "sft") and ipo["learning_rate"] == 0.001
+    assert yaml.safe_load((tmp_path / "full" / "sft" / "config.yaml").read_text())["learning_rate"] == 2e-5
+    rc = cli(["recipe", "run", "guardrail_ipo", "--skip", "sft", "--data", f"ipo={data['paired']}",
+              "--output", str(tmp_path / "skip"), *common])  # fmt: skip
+    assert rc == 0
+    assert not (tmp_path / "skip" / "sft").exists()
+    assert yaml.safe_load((tmp_path / "skip" / "ipo" / "config.yaml").read_text())["model"] == str(model_dir)
+    assert cli(["recipe", "run", "guardrail_ipo", "--skip", "dpo", "--output", "x", "--model", "m"]) == 2
+    assert "no stage(s) dpo to skip" in capsys.readouterr().err
+    assert (
+        cli(["recipe", "run", "guardrail_ipo", "--set", "max_step=2", "--output", "x", "--model", "m"]) == 2
+    )
+    assert "'max_step' is not a TrainConfig field" in capsys.readouterr().err

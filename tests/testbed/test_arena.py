@@ -53,7 +53,7 @@ def test_tiny_arena_writes_every_report_file(tiny_sentiment, tiny_cache, tiny_co
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((out / "results.json").read_text())
-    assert data["task"] == "sentiment"
+    assert data["task"] == "sentiment" and data["complete"] is True
     runs = [(r["objective"], r["beta"]) for r in data["results"]]
     assert runs == [("sft", None), ("dpo", 0.1), ("dpo", 0.5), ("kto", 0.1), ("simpo", 2.0)]
     for r in data["results"]:
@@ -85,6 +85,32 @@ def test_tiny_arena_writes_every_report_file(tiny_sentiment, tiny_cache, tiny_co
     assert again.results[0]["gold_reward_mean"] == sft["gold_reward_mean"]
     phase = {p["phase"]: p["seconds"] for p in again.phases}
     assert phase["preference data"] < 5
+
+
+def test_a_stopped_arena_keeps_its_finished_runs(
+    tiny_sentiment, tiny_cache, tiny_config, tmp_path, monkeypatch
+):
+    """results.json is written after every run: an arena stopped during its second run still holds the first."""
+    import alignkit.testbed.arena as arena
+
+    real_row = arena._row
+    calls = []
+
+    def stop_on_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_row(*a, **k)
+
+    monkeypatch.setattr(arena, "_row", stop_on_second)
+    cfg = ArenaConfig(objectives=("sft", "dpo"), sweep_betas=(), base=tiny_config(), train_prompts=48,
+                      eval_prompts=8, eval_samples=2, steps=2, batch_size=8, displacement_pairs=8,
+                      output=tmp_path / "out", cache_dir=tiny_cache, progress=False)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        run_arena(cfg)
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["complete"] is False and data["runs_planned"] == 2
+    assert [r["objective"] for r in data["results"]] == ["sft"] and set(data["results"][0]) == ROW_KEYS
 
 
 def test_arena_config_errors_name_the_field():

@@ -9,6 +9,7 @@ from alignkit.testbed import BaseModelConfig, cache_root, get_base_model
 
 
 def test_cache_root_follows_xdg(monkeypatch, tmp_path):
+    monkeypatch.delenv("ALIGNKIT_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_root() == tmp_path / "alignkit"
     monkeypatch.delenv("XDG_CACHE_HOME")

@@ -50,7 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "built here (cached), and judge them by the task's gold reward: a rich table, results.json, report.md "
         "and PNG plots in --output.",
     )
-    p.add_argument("--task", default="sentiment", choices=("sentiment", "arith", "safety"))
+    p.add_argument(
+        "--task", default="sentiment", choices=("sentiment", "arith", "safety"), help="testbed task"
+    )
     p.add_argument(
         "--objectives", default=",".join(DEFAULT_OBJECTIVES), help="comma-separated; 'sft' = the baseline"
     )
@@ -60,13 +62,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=",".join(f"{b:g}" for b in DEFAULT_SWEEP_BETAS),
         help="extra betas of --sweep-objective for the reward-KL frontier ('' for none)",
     )
-    p.add_argument("--sweep-objective", default="dpo")
+    p.add_argument("--sweep-objective", default="dpo", help="objective trained at --sweep-betas")
     p.add_argument("--seeds", default="0", help="comma-separated training/eval seeds")
     p.add_argument("--steps", type=int, default=100, help="optimizer steps per objective")
     p.add_argument("--batch-size", type=int, default=16, help="pairs per step")
-    p.add_argument("--learning-rate", type=float, default=1e-4)
-    p.add_argument("--train-prompts", type=int, default=1000)
-    p.add_argument("--eval-prompts", type=int, default=300)
+    p.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW learning rate of every run")
+    p.add_argument(
+        "--train-prompts", type=int, default=1000, help="prompts the preference pairs are built from"
+    )
+    p.add_argument("--eval-prompts", type=int, default=300, help="number of held-out prompts")
     p.add_argument(
         "--samples", type=int, default=4, help="samples per train prompt (pairs are built from them)"
     )
@@ -74,12 +78,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--bt-temperature", type=float, default=0.1, help="Bradley-Terry temperature of the labels"
     )
     p.add_argument("--label-noise", type=float, default=0.0, help="probability of flipping a label")
-    p.add_argument("--pair-strategy", default="best_worst", choices=("best_worst", "random"))
+    p.add_argument("--pair-strategy", default="best_worst", choices=("best_worst", "random"),
+                   help="which two samples of a prompt form its pair")  # fmt: skip
     p.add_argument("--pretrain-steps", type=int, help="base-model pretraining steps (default: the task's)")
-    p.add_argument("--output", default="arena", help="output folder (default ./arena)")
-    p.add_argument("--cache-dir", help="cache folder (default $XDG_CACHE_HOME/alignkit or ~/.cache/alignkit)")
+    p.add_argument("--output", default="arena", help="output folder")
+    p.add_argument("--cache-dir", help="cache folder (default: the cache root, see `alignkit cache`)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the base model even if cached")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars; one line per run")
     p.set_defaults(func=run)
 
 

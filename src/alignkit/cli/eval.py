@@ -1,7 +1,7 @@
 """``alignkit eval``: evaluate a model on a testbed task against its gold reward.
 
 alignkit eval --model runs/dpo --task sentiment              # vs the task's cached base model
-alignkit eval --model runs/dpo --ref other/ --pairs eval_pairs.jsonl --beta 0.1 --json
+alignkit eval --model runs/dpo --ref-model other/ --pairs eval_pairs.jsonl --beta 0.1 --json
 """
 
 from __future__ import annotations
@@ -17,22 +17,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="evaluate a model on a testbed task: gold reward, KL, win rate, ranking accuracy (95%% CIs)",
         description="Sample the model on the task's held-out prompts and report the mean gold reward, KL to the "
         "reference, win rate against the reference's samples, ranking accuracy on --pairs and the task's own "
-        "figures (pass@N for arith, harmful score / helpfulness for safety), each with a 95%% bootstrap CI.",
+        "figures (pass@N for arith, harmful score / helpfulness for safety), each with a 95% bootstrap CI.",
     )
     p.add_argument(
         "--model", required=True, help="folder of a saved causal LM ('base' = the task's base model)"
     )
-    p.add_argument("--task", default="sentiment", choices=("sentiment", "arith", "safety"))
-    p.add_argument("--ref", help="reference model folder (default: the task's base model, built if absent)")
-    p.add_argument("--prompts", type=int, default=300, help="number of held-out prompts")
+    p.add_argument(
+        "--task", default="sentiment", choices=("sentiment", "arith", "safety"), help="testbed task"
+    )
+    p.add_argument("--ref-model", "--ref", dest="ref",
+                   help="reference model folder (default: the task's base model, built if absent)")  # fmt: skip
+    p.add_argument("--eval-prompts", type=int, default=300, help="number of held-out prompts")
     p.add_argument("--samples", type=int, default=4, help="samples per prompt")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="prompt and sampling seed")
     p.add_argument("--pairs", help="JSONL of held-out pairs (prompt_ids, chosen_ids, rejected_ids, p_chosen)")
     p.add_argument("--beta", type=float, help="beta for the idealized ranking accuracy")
-    p.add_argument("--cache-dir", help="cache folder of the base model")
+    p.add_argument("--pretrain-steps", type=int,
+                   help="base-model pretraining steps (default: the task's; as arena --pretrain-steps)")  # fmt: skip
+    p.add_argument("--cache-dir", help="cache folder (default: the cache root, see `alignkit cache`)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--output", help="also write the JSON to this file")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
@@ -56,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from alignkit.eval.evaluate import evaluate_policy, sample_and_score
+    from alignkit.eval.metrics import mean_ci
     from alignkit.testbed.arena import _quiet_transformers
     from alignkit.testbed.model import get_base_model
     from alignkit.testbed.preferences import read_jsonl
@@ -63,18 +69,21 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _quiet_transformers()
-    if args.prompts < 1 or args.samples < 1:
-        raise ValueError("--prompts and --samples must be positive")
+    if args.eval_prompts < 1 or args.samples < 1:
+        raise ValueError("--eval-prompts and --samples must be positive")
     from alignkit.sources import check_model_source
 
-    for flag, spec in (("--model", args.model), ("--ref", args.ref)):  # before the (slow) testbed build
+    for flag, spec in (("--model", args.model), ("--ref-model", args.ref)):  # before the (slow) testbed build
         if spec is not None and spec != "base":
             check_model_source(spec, flag)
     progress = not args.no_progress
     task = get_task(args.task)
     base = None
     if args.ref is None or args.model == "base":
-        base = get_base_model(task, cache_dir=args.cache_dir, progress=progress)
+        config = (
+            task.base_config(pretrain_steps=args.pretrain_steps) if args.pretrain_steps is not None else None
+        )
+        base = get_base_model(task, config, cache_dir=args.cache_dir, progress=progress)
     model = base.model if args.model == "base" and base is not None else _load(args.model)
     ref = base.model if args.ref is None and base is not None else _load(args.ref)
     tokenizer = base.tokenizer if base is not None else None
@@ -82,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(args.model if args.model != "base" else args.ref)
-    prompts = task.prompts(tokenizer, "eval", args.prompts, seed=args.seed)
+    prompts = task.prompts(tokenizer, "eval", args.eval_prompts, seed=args.seed)
     baseline = sample_and_score(
         ref,
         tokenizer,
@@ -109,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         description="sampling model",
     )
     out = {"task": task.name, "model": args.model, "ref": args.ref or "base", **res.to_dict()}
-    out["reference_gold_reward"] = res.gold_reward if ref is model else None
+    ref_reward = mean_ci(baseline.per_prompt_reward())  # the reference's samples: the figure the table shows
+    out["reference_gold_reward"] = ref_reward
     if args.output:
         Path(args.output).write_text(json.dumps(out, indent=2))
     if args.json:
@@ -121,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("95% CI", justify="right")
     rows: list[tuple[str, dict[str, Any] | None]] = [
         ("gold reward", res.gold_reward),
-        ("reference gold reward", {"mean": float(baseline.per_prompt_reward().mean()), "ci95": None}),
+        ("reference gold reward", ref_reward),
         ("KL(π‖ref), nats", res.kl),
         ("win rate vs ref", res.win_rate),
         ("ranking accuracy", res.ranking_accuracy),

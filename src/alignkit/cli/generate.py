@@ -14,8 +14,9 @@ completion, in [-1, 1]), ``arith`` (1.0 if the completion is the answer of an ``
 ``{"source": {"target": p, ...}, ...}`` (or a list of ``{"source", "target", "prob"}`` objects), or a TSV file
 of ``source<TAB>target<TAB>prob`` rows (blank lines, ``#`` comments and a ``source target prob`` header are
 skipped); a source/target is a token id (an integer, or a string of digits) or a token of the model's
-tokenizer vocabulary. Output: one JSON line per prompt, ``{"prompt": ..., "completions": [...]}``, on stdout
-or ``--output``. ``alignkit list --kind decoder`` lists the decoders; ``alignkit explain NAME`` their parameters.
+tokenizer vocabulary. Output: one JSON line per prompt, ``{"prompt": ..., "completions": [...], "decoder": NAME,
+"hyper_parameters": {...}, "sampling": {...}}`` plus ``"rewards"`` (one per completion, with ``--reward``) and
+``"watermark_z"`` (alignment_resampling), on stdout or ``--output``. ``alignkit list --kind decoder`` lists the decoders; ``alignkit explain NAME`` their parameters.
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="decoder hyper-parameter")
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     p.add_argument("--prompts", help="file: one prompt per line, or JSON lines with a 'prompt' field")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens sampled per completion")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0 = off)")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0 = off)")
+    p.add_argument("--num-samples", type=int, default=1, help="completions per prompt")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument(
         "--reward",
         help="reward for decoders that need one: sentiment | arith | module:function (see above)",
@@ -279,6 +280,64 @@ def read_lex_table(path: str | pathlib.Path, tokenizer: Any = None) -> dict[int,
     return table
 
 
+#: what a decoder's ``needs:...`` tag asks for, and the flag that supplies it
+NEEDS_FLAG = {
+    "ref_model": "--ref-model",
+    "reward_fn": "--reward",
+    "aligner_model": "--aligner-model",
+    "lex_table": "--lex-table",
+    "trained_prefix": "--aligner-prefix",
+}
+
+
+def check_decoder_flags(decoder: Any, args: argparse.Namespace) -> None:
+    """A decoder that needs a reference model, reward, ... without its flag: an error naming the flag (before
+    any model is loaded)."""
+    for tag in decoder.tags:
+        if not tag.startswith("needs:"):
+            continue
+        need = tag.split(":", 1)[1]
+        flag = NEEDS_FLAG.get(need)
+        if flag is not None and not getattr(args, flag[2:].replace("-", "_"), None):
+            raise ValueError(f"--decoder {decoder.name} needs {flag} (see `alignkit explain {decoder.name}`)")
+
+
+def scores(
+    decoder: Any,
+    hp: dict[str, Any],
+    reward_fn: RewardFn | None,
+    model: Any,
+    tokenizer: Any,
+    text: str,
+    outs: list,
+) -> dict[str, Any]:
+    """The figures a decoder optimised, per completion: ``rewards`` (``--reward``, scored against the text the
+    decoder saw) and, for alignment_resampling, the watermark detection ``watermark_z``."""
+    out: dict[str, Any] = {}
+    if reward_fn is not None:
+        out["rewards"] = [float(reward_fn(text, y)) for y in outs]
+    if decoder is not None and decoder.name == "alignment_resampling":
+        from alignkit.decoding.watermark_resampling import watermark_z
+
+        settings = decoder.defaults | hp
+        vocab = int(model.get_output_embeddings().weight.shape[0])
+        out["watermark_z"] = [
+            watermark_z(tokenizer, text, y, vocab_size=vocab, gamma=settings["gamma"], key=settings["key"])
+            for y in outs
+        ]
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return repr(v)
+
+
 def _load(path: str) -> Any:
     from transformers import AutoModelForCausalLM
 
@@ -288,8 +347,11 @@ def _load(path: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
+    from alignkit.cli._quiet import quiet_transformers
     from alignkit.decoding import DecodeContext, sample_text
     from alignkit.registry import get
+
+    quiet_transformers()
 
     prompts = read_prompts(args)
     hp = parse_hp(args.hp)
@@ -322,6 +384,8 @@ def run(args: argparse.Namespace) -> int:
         ):
             if value:
                 raise ValueError(f"{flag} given without --decoder")
+    if decoder is not None:
+        check_decoder_flags(decoder, args)
     reward_fn = resolve_reward(args.reward) if args.reward else None
     model = _load(args.model)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -350,10 +414,16 @@ def run(args: argparse.Namespace) -> int:
             extra=extra,
         )
         outs = decoder(model, tokenizer, inputs, ctx, **hp)
-    lines = [
-        json.dumps({"prompt": p, "completions": c}, ensure_ascii=False)
-        for p, c in zip(prompts, outs, strict=True)
-    ]
+    settings = {
+        "decoder": decoder.name if decoder is not None else None,
+        "hyper_parameters": decoder.defaults | hp if decoder is not None else {},
+        "sampling": sampling,
+    }
+    lines = []
+    for p, x, c in zip(prompts, inputs, outs, strict=True):
+        row: dict[str, Any] = {"prompt": p, "completions": c, **settings}
+        row.update(scores(decoder, hp, reward_fn, model, tokenizer, x, c))
+        lines.append(json.dumps(_jsonable(row), ensure_ascii=False))
     text = "\n".join(lines) + "\n"
     if args.output:
         pathlib.Path(args.output).write_text(text)

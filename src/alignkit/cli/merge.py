@@ -4,7 +4,10 @@
 
 Methods: task_arithmetic, ties, dare (= dare_linear), dare_ties, magnitude_prune, wise_ft (``--base`` is
 theta_0, one ``--models`` is theta_1, ``--alpha``), average (uniform or ``--weights``; ``--base`` optional).
-Only safetensors are read; pickles are never loaded. See docs/merging.md.
+Only safetensors are read; pickles are never loaded. The output folder gets the model's config and tokenizer
+files (from --base, else the first --models folder) and ``merge.json``: the method, its hyper-parameters and the
+SHA-256 of every input's and the output's weights (``OUT.merge.json`` beside a bare ``.safetensors``). Training
+records of the inputs (meta.json, history.jsonl, config.yaml, ...) are not copied. See docs/merging.md.
 """
 
 from __future__ import annotations
@@ -85,10 +88,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from alignkit.merging import Checkpoint, average, dare, dare_ties, save, task_arithmetic, ties, wise_ft
+def resolved_defaults(method: str) -> dict:
+    """The keyword defaults of the function ``--method`` calls (recorded with the flags given)."""
+    import inspect
+
+    from alignkit import merging
     from alignkit.merging.ties import magnitude_prune
 
+    fn = {"dare_linear": merging.dare, "magnitude_prune": magnitude_prune}.get(method) or getattr(
+        merging, method
+    )
+    fn = getattr(fn, "fn", fn)  # a registered component wraps the function
+    return {
+        p.name: p.default
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind == p.KEYWORD_ONLY and p.default is not p.empty and p.name != "progress"
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from alignkit.cli._quiet import quiet_transformers
+    from alignkit.merging import Checkpoint, average, dare, dare_ties, save, task_arithmetic, ties, wise_ft
+    from alignkit.merging.provenance import copy_model_files, write_provenance
+    from alignkit.merging.ties import magnitude_prune
+
+    quiet_transformers()
     method = args.method
     given = [f for f in FLAGS if getattr(args, f) is not None]
     unused = [f for f in given if f not in USES[method]]
@@ -148,11 +172,28 @@ def run(args: argparse.Namespace) -> int:
         merged = wise_ft(base, models[0], alpha=0.5 if args.alpha is None else args.alpha, progress=progress)
     else:  # average
         merged = average(models, weights=args.weights, progress=progress)
+        kw["weights"] = args.weights
 
     like = next((c.folder for c in ([base] if base else []) + models if c.folder is not None), None)
-    out = save(merged, args.output, like=like)
+    out = save(
+        merged, args.output
+    )  # weights only; the model's config/tokenizer files and a fresh record below
+    if out.is_dir():
+        copy_model_files(like, out)
+    hps = {k: v for k, v in kw.items() if k != "progress"}
+    if method == "wise_ft":
+        hps["alpha"] = 0.5 if args.alpha is None else args.alpha
+    record = write_provenance(
+        out,
+        method=method,
+        hyper_parameters={**resolved_defaults(method), **hps},
+        base=args.base,
+        models=args.models,
+        config_from=like if out.is_dir() else None,
+    )
     n = sum(t.numel() for t in merged.values())
     Console(stderr=True).print(
-        f"merged {len(models)} model(s) with {method}: {len(merged)} tensors, {n:,} values -> {out}"
+        f"merged {len(models)} model(s) with {method}: {len(merged)} tensors, {n:,} values -> {out} "
+        f"(provenance: {record.name})"
     )
     return 0

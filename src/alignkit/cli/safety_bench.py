@@ -1,5 +1,6 @@
 """``alignkit safety-bench``: the harmful fine-tuning benchmark on the testbed ``safety`` task (issue #7).
 
+    alignkit safety-bench                 # ./safety-bench: sft, lisa, booster at p = 0, 0.05, 0.1, 0.2
     alignkit safety-bench --methods sft lisa booster --ratios 0 0.05 0.1 0.2 --steps 80 --output runs/safety
 
 Aligns the testbed ``safety`` base model (SFT on refusal data; Booster in this stage), fine-tunes it on a benign
@@ -26,25 +27,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--methods", nargs="+", default=list(d.methods), choices=METHODS, metavar="METHOD",
-                   help=f"plain fine-tuning and defences: {', '.join(METHODS)} (default: %(default)s)")  # fmt: skip
+                   help=f"plain fine-tuning and defences: {', '.join(METHODS)}")  # fmt: skip
     p.add_argument("--ratios", nargs="+", type=float, default=list(d.ratios), metavar="P",
-                   help="harmful shares of the user data, in [0, 1] (default: %(default)s)")  # fmt: skip
-    p.add_argument("--steps", type=int, default=d.steps, help="user fine-tuning steps (default: %(default)s)")
+                   help="harmful shares of the user data, in [0, 1]")  # fmt: skip
+    p.add_argument("--steps", type=int, default=d.steps, help="user fine-tuning steps")
+    p.add_argument("--align-steps", type=int, default=d.align_steps, help="alignment steps")
+    p.add_argument("--learning-rate", "--lr", dest="lr", type=float, default=d.learning_rate,
+                   help="fine-tuning learning rate")  # fmt: skip
+    p.add_argument("--n-eval", type=int, default=d.n_eval, help="eval prompts of each kind")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of data, training and sampling")
+    p.add_argument("--pretrain-steps", type=int,
+                   help="base-model pretraining steps (default: the bench's, 200; a new value builds a new model)")  # fmt: skip
+    p.add_argument("--cache-dir", help="cache folder (default: the cache root, see `alignkit cache`)")
     p.add_argument(
-        "--align-steps", type=int, default=d.align_steps, help="alignment steps (default: %(default)s)"
+        "--output", default="safety-bench", help="folder for results.json, results.md and harmful.png"
     )
-    p.add_argument(
-        "--lr", type=float, default=d.learning_rate, help="fine-tuning learning rate (%(default)s)"
-    )
-    p.add_argument("--n-eval", type=int, default=d.n_eval, help="eval prompts of each kind (%(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--cache-dir", help="testbed cache folder (default: $ALIGNKIT_CACHE or ~/.cache/alignkit)")
-    p.add_argument("--output", required=True, help="folder for results.json, results.md and harmful.png")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.safety.bench import SafetyBenchConfig, markdown_table, run_safety_bench, write_reports
+    import dataclasses
+
+    from alignkit.safety.bench import (
+        SafetyBenchConfig,
+        default_base_config,
+        markdown_table,
+        run_safety_bench,
+        write_reports,
+    )
+
+    base = None
+    if args.pretrain_steps is not None:
+        base = dataclasses.replace(default_base_config(), pretrain_steps=args.pretrain_steps)
 
     cfg = SafetyBenchConfig(
         methods=tuple(args.methods),
@@ -55,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         n_eval=args.n_eval,
         seed=args.seed,
         cache_dir=args.cache_dir,
+        base=base,
     )
     console = Console(stderr=True)
     result = run_safety_bench(cfg, console=console)

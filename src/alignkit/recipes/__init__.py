@@ -11,12 +11,14 @@ A recipe file holds ``name``, ``paper``, ``arxiv``, ``description``, ``notes`` a
 ``{name, config}`` (``config``: :class:`~alignkit.train.TrainConfig` fields) or ``{name, merge}`` (``merge``:
 ``method: wise_ft``, ``theta_0``, ``theta_1``, ``alpha``). ``"@<stage>"`` names an earlier stage's output folder
 (``<output_dir>/<stage>``). On the CLI: ``alignkit recipe list``, ``alignkit recipe show NAME [--stage S]``,
-``alignkit recipe export NAME DIR`` (one ``<stage>.yaml`` per training stage).
+``alignkit recipe export NAME DIR`` (one ``<stage>.yaml`` per training stage), ``alignkit recipe run NAME --model
+BASE --data STAGE=FILE ... --output DIR`` (every stage in order, as :func:`run`).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -170,36 +172,69 @@ def run(
     reward_fn: Any = None,
     overrides: dict[str, Any] | None = None,
     stage_overrides: dict[str, dict[str, Any]] | None = None,
+    skip: Sequence[str] = (),
+    console: Any = None,
 ) -> dict[str, Path]:
     """Run every stage in order; returns ``{stage: output folder}``.
 
     ``model``: the starting model (folder or hub id); ``data[stage]``: each training stage's data; ``reward_fn``
     for online stages; ``overrides`` apply to every training stage (e.g. ``max_steps``), ``stage_overrides``
-    to one stage.
+    to one stage. ``skip``: stages not run; a later ``"@<skipped stage>"`` means the model that stage would
+    have started from. ``console`` (a ``rich`` console; default: stderr unless ``overrides`` turn ``progress`` off): a heading names
+    each stage before its progress bar.
     """
     from alignkit.merging import checkpoint
+    from alignkit.merging.provenance import copy_model_files, write_provenance
     from alignkit.merging.wise_ft import wise_ft
     from alignkit.train import train
 
     r = name if isinstance(name, Recipe) else load(name)
+    unknown = sorted(set(skip) - {s.name for s in r.stages})
+    if unknown:
+        raise ValueError(f"recipe {r.name!r} has no stage(s) {', '.join(unknown)} to skip; stages: "
+                         f"{', '.join(s.name for s in r.stages)}")  # fmt: skip
     root = Path(output_dir)
     outs: dict[str, Path] = {}
+    started_from: dict[str, Any] = {}  # a skipped stage stands for the model it would have started from
 
     def resolve(ref: Any) -> Any:
         if isinstance(ref, str) and ref.startswith("@"):
+            if ref[1:] in started_from:
+                return started_from[ref[1:]]
             return str(outs[ref[1:]])
         return ref
 
+    run_stages = [s for s in r.stages if s.name not in skip]
+    if console is None and {**(overrides or {})}.get("progress", True):
+        from rich.console import Console
+
+        console = Console(stderr=True)
     for s in r.stages:
+        if s.name in skip:
+            if s.config is None:
+                raise ValueError(f"recipe {r.name!r}: merge stage {s.name!r} cannot be skipped")
+            started_from[s.name] = resolve((s.config or {}).get("model", model))
+            continue
         out = root / s.name
+        if console is not None:
+            i = run_stages.index(s) + 1
+            what = (
+                f"merge {s.merge['method']}"
+                if s.merge is not None
+                else f"train {(s.config or {}).get('objective', 'dpo')}"
+            )
+            console.rule(
+                f"recipe {r.name}: stage {i}/{len(run_stages)} [bold]{s.name}[/bold] ({what}) -> {out}"
+            )
         if s.merge is not None:
             m = s.merge
-            merged = wise_ft(
-                checkpoint.load(resolve(m["theta_0"])),
-                checkpoint.load(resolve(m["theta_1"])),
-                alpha=float(m.get("alpha", 0.5)),
-            )
-            checkpoint.save(merged, out, like=resolve(m["theta_1"]))
+            theta_0, theta_1 = resolve(m["theta_0"]), resolve(m["theta_1"])
+            alpha = float(m.get("alpha", 0.5))
+            merged = wise_ft(checkpoint.load(theta_0), checkpoint.load(theta_1), alpha=alpha)
+            checkpoint.save(merged, out)
+            copy_model_files(theta_1, out)  # config and tokenizer; theta_1's training records are not copied
+            write_provenance(out, method="wise_ft", hyper_parameters={"alpha": alpha}, base=theta_0,
+                             models=[theta_1], config_from=theta_1)  # fmt: skip
             outs[s.name] = out
             continue
         if s.name not in data:

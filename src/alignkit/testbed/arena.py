@@ -6,7 +6,7 @@ gold reward of a testbed task.
 
 Phases (each timed, each with a progress bar):
 
-1. **base model** — :func:`~alignkit.testbed.model.get_base_model` (cached under the XDG cache folder);
+1. **base model** — :func:`~alignkit.testbed.model.get_base_model` (cached under :func:`alignkit.cache.cache_root`);
 2. **preference data** — K samples for each train prompt from the SFT (= base) policy, gold rewards,
    Bradley–Terry-labelled best-vs-worst pairs; the SFT policy's eval samples; held-out eval pairs; reference
    log-probs. Cached next to the base model, keyed by these settings;
@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -442,7 +443,9 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
                 f"{len(data.eval_pairs)} eval pairs -> {data.path}"
             )
     sft_rewards = data.sft_samples.rewards
-    for objective, beta, seed, is_sweep in cfg.runs():
+    out_dir = Path(cfg.output) if cfg.output is not None else None
+    runs = list(cfg.runs())
+    for objective, beta, seed, is_sweep in runs:
         label = "sft" if objective == "sft" else f"{objective} beta={beta:g} seed={seed}"
         with phases.phase(label):
             t0 = time.perf_counter()
@@ -531,7 +534,11 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
             seconds = time.perf_counter() - t0
             results.append(_row(objective, beta, seed, ev, seconds))
             details.append({"objective": objective, "beta": beta, "seed": seed, **_detail(ev, extra)})
-    out_dir = Path(cfg.output) if cfg.output is not None else None
+        if out_dir is not None:  # a stopped arena still leaves every finished run in results.json
+            partial = ArenaResult(task.name, results, details, phases.records, histories, out_dir, [])
+            _write_json(
+                out_dir / "results.json", _results_json(partial, cfg, base, data, runs_planned=len(runs))
+            )
     result = ArenaResult(task.name, results, details, phases.records, histories, out_dir, [])
     if out_dir is not None:
         from alignkit.testbed.report import write_report
@@ -539,7 +546,7 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
         with phases.phase("report"):
             result.files = write_report(result, cfg, base, data)
         # rewrite results.json so that it includes the report phase's seconds
-        (out_dir / "results.json").write_text(json.dumps(_results_json(result, cfg, base, data), indent=2))
+        _write_json(out_dir / "results.json", _results_json(result, cfg, base, data))
     if console is not None:
         from alignkit.testbed.report import print_summary
 
@@ -547,7 +554,18 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
     return result
 
 
-def _results_json(result: ArenaResult, cfg: ArenaConfig, base: BaseModel, data: ArenaData) -> dict[str, Any]:
+def _write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (a reader, or a kill mid-write, never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def _results_json(
+    result: ArenaResult, cfg: ArenaConfig, base: BaseModel, data: ArenaData, runs_planned: int | None = None
+) -> dict[str, Any]:
+    """``results.json``; ``complete`` is False (with ``runs_planned``) while runs are still to come."""
     settings = dataclasses.asdict(cfg)
     settings["base"] = dataclasses.asdict(base.config)
     settings["output"] = str(cfg.output) if cfg.output is not None else None
@@ -555,6 +573,8 @@ def _results_json(result: ArenaResult, cfg: ArenaConfig, base: BaseModel, data: 
     settings["objective_settings"] = {n: cfg.settings(n) for n in cfg.objectives if n != "sft"}
     return {
         "task": result.task,
+        "complete": runs_planned is None,
+        **({"runs_planned": runs_planned} if runs_planned is not None else {}),
         "results": result.results,
         "details": result.details,
         "phases": result.phases,

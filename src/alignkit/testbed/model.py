@@ -11,7 +11,7 @@ For ``sentiment`` that is language-model pretraining on Shakespeare; for ``arith
 the task's demonstrations, so pretraining *is* the SFT stage. Nothing is downloaded.
 
 The build is deterministic for a given :class:`BaseModelConfig` (fixed seeds, a fixed number of steps). It is
-cached in ``$XDG_CACHE_HOME/alignkit/testbed/<task>-<key>/`` (default ``~/.cache/alignkit``), where ``key`` hashes
+cached in ``<cache root>/testbed/<task>-<key>/`` (root: :func:`alignkit.cache.cache_root`), where ``key`` hashes
 the config; a folder whose files do not match their recorded checksums is treated as absent and rebuilt.
 """
 
@@ -134,9 +134,11 @@ class BaseModel:
 
 
 def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/alignkit`` or ``~/.cache/alignkit``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "alignkit"
+    """alignkit's cache root (:func:`alignkit.cache.cache_root`: ``$ALIGNKIT_CACHE``, else
+    ``$XDG_CACHE_HOME/alignkit``, else ``~/.cache/alignkit``)."""
+    from alignkit.cache import cache_root as root
+
+    return root()
 
 
 def _sha256(path: Path) -> str:

@@ -44,6 +44,7 @@ def _output(losses: Tensor, extra: dict[str, float] | None = None) -> LossOutput
     batch_type=ClassificationBatch,
     requires=("class_logits", "class_targets"),
     requires_when={"beta": ("class_views",)},
+    ranges={"beta": "[0, inf)"},  # beta = 0: no adversarial term (the plain comp-sum loss)
     tags=TAGS,
     verification="paper-formula",
 )
