@@ -201,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
     from alignkit.sources import check_model_source
     from alignkit.train import train
 
+    from alignkit.cli._quiet import quiet_transformers
+
+    quiet_transformers()  # transformers' own tqdm bars would interleave with the run's rich bar
     cfg = resolve_config(args)
     for flag, spec in (
         ("--model", cfg.model),

@@ -24,7 +24,11 @@ KINDS = ("none", "model", "lora", "cache")
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("ALIGNKIT_CACHE", Path.home() / ".cache" / "alignkit"))
+    """The one cache root (``alignkit.cache.cache_root``: $ALIGNKIT_CACHE, then $XDG_CACHE_HOME/alignkit, then
+    ~/.cache/alignkit)."""
+    from alignkit.cache import cache_root
+
+    return Path(cache_root())
 
 
 def model_fingerprint(model: nn.Module, source: str | None = None) -> str:

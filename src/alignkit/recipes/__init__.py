@@ -250,6 +250,7 @@ def run(
         cfg.update(overrides or {})
         cfg.update((stage_overrides or {}).get(s.name, {}))
         stage_data = data[s.name]
+        cfg.setdefault("progress_label", f"{r.name}/{s.name}")
         if isinstance(cfg["model"], Path):
             cfg["model"] = str(cfg["model"])
         train(

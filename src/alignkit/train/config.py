@@ -117,9 +117,14 @@ class TrainConfig:
     # (``alignkit.safety.ptst_rows``); generate with ``alignkit generate --ptst`` to add it at test time.
     ptst: bool = _f(False, "PTST: SFT rows through the chat template without a safety system prompt")
     progress: bool = _f(True, "show a progress bar")
+    progress_label: str | None = _f(
+        None, "the progress bar's label (default: 'training'; recipes: recipe/stage)"
+    )
     trust_remote_code: bool = _f(False, "allow model code from the model folder / hub")
     cache_dir: str | None = _f(
-        None, "reference log-prob cache folder (default: $ALIGNKIT_CACHE or ~/.cache/alignkit)"
+        None,
+        "reference log-prob cache folder (default: alignkit's cache root: $ALIGNKIT_CACHE, else "
+        "$XDG_CACHE_HOME/alignkit, else ~/.cache/alignkit)",
     )
     ref_batch_size: int = _f(64, "batch size when caching reference log-probs", ge=1)
     online_max_new_tokens: int = _f(64, "online mode: tokens sampled per completion", ge=1)

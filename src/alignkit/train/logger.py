@@ -32,7 +32,8 @@ class RunLogger:
 
             self.progress = make_progress(False, TextColumn("{task.fields[info]}"))
             self.progress.start()
-            self.task = self.progress.add_task("training", total=total, completed=start, info="")
+            label = cfg.progress_label or "training"
+            self.task = self.progress.add_task(label, total=total, completed=start, info="")
 
     def log(self, record: dict[str, Any], write: bool) -> None:
         if not self.active:

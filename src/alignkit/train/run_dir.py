@@ -49,6 +49,7 @@ _NOT_IDENTITY = frozenset(
         "save_total_limit",
         "logging_steps",
         "progress",
+        "progress_label",
         "tensorboard",
         "cache_dir",
         "ref_batch_size",
