@@ -198,10 +198,9 @@ def resolve_config(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from alignkit.cli._quiet import quiet_transformers
     from alignkit.sources import check_model_source
     from alignkit.train import train
-
-    from alignkit.cli._quiet import quiet_transformers
 
     quiet_transformers()  # transformers' own tqdm bars would interleave with the run's rich bar
     cfg = resolve_config(args)
