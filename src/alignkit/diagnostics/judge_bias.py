@@ -75,7 +75,7 @@ def _stats(j: np.ndarray, dg: np.ndarray, ds: np.ndarray) -> dict[str, float]:
     family="reward",
     paper=PAPER,
     arxiv="2409.15268",
-    tags=("paired", "feedback:ai", "evaluation"),
+    tags=("paired", "feedback:llm-judge", "evaluation"),
 )
 def judge_bias(
     judge_prefs: Sequence[float] | np.ndarray,

@@ -24,18 +24,23 @@ AXES: dict[str, tuple[str, ...]] = {
         "reward-model",  # a learned scorer
         "comparison-oracle",  # yes/no comparisons of two models
         "teacher-logits",  # a teacher model's token distribution (distillation)
+        "llm-judge",  # an LLM judge's verdicts (the survey's model-based feedback)
     ),
 }
 
 
 def taxonomy_of(component: Component) -> dict[str, list[str]]:
-    """{axis: [values]} from a component's ``axis:value`` tags; raises ``ValueError`` on an unknown axis/value."""
+    """{axis: [values]} from a component's ``axis:value`` tags of the survey's axes; raises ``ValueError`` on a
+    value the axis does not have. Tags of other axes (``modality:``, ``needs:``) are not the survey's and are
+    skipped."""
     out: dict[str, list[str]] = {}
     for tag in component.tags:
         if ":" not in tag:
             continue
         axis, value = tag.split(":", 1)
-        if axis not in AXES or value not in AXES[axis]:
+        if axis not in AXES:
+            continue
+        if value not in AXES[axis]:
             raise ValueError(f"component {component.name!r} has tag {tag!r}, not in the taxonomy {AXES}")
         out.setdefault(axis, []).append(value)
     return out
