@@ -26,6 +26,7 @@ def _config_flags(p: argparse.ArgumentParser) -> set[str]:
     import dataclasses
     import typing
 
+    from alignkit.integrations.trl_config import flag_aliases
     from alignkit.train.config import TrainConfig, flag_of
 
     hints = typing.get_type_hints(TrainConfig)
@@ -50,8 +51,11 @@ def _config_flags(p: argparse.ArgumentParser) -> set[str]:
             kw.update(nargs="+", metavar="VALUE")
         else:
             kw["metavar"] = "YAML" if f.name == "hyper_parameters" else f.name.upper()
-        group.add_argument(flag, *_ALIASES.get(f.name, ()), **kw)
-        taken.update((flag, *_ALIASES.get(f.name, ())))
+        aliases = [
+            a for a in (*_ALIASES.get(f.name, ()), *flag_aliases(f.name)) if a != flag and a not in taken
+        ]
+        group.add_argument(flag, *aliases, **kw)
+        taken.update((flag, *aliases))
     return taken
 
 
@@ -73,6 +77,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", help="YAML file of TrainConfig fields; flags override it")
     taken = _config_flags(p)
+    trl = p.add_argument_group("TRL names (a TRL DPO config runs unchanged; see docs/training.md)")
+    trl.add_argument("--loss_type", "--loss-type", nargs="+", default=argparse.SUPPRESS,
+                     help="TRL's loss_type: one name or several (mixed by --loss_weights); sets the objective")  # fmt: skip
+    trl.add_argument("--loss_weights", "--loss-weights", nargs="+", type=float, default=argparse.SUPPRESS,
+                     help="TRL's loss_weights, one per --loss_type")  # fmt: skip
+    taken.update(("--loss-type", "--loss_type", "--loss-weights", "--loss_weights"))
     hp = p.add_argument_group("objective hyper-parameters (checked against the chosen objective's ranges)")
     for name in sorted(_hp_names()):
         flag = "--" + name.replace("_", "-")
@@ -107,10 +117,9 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}{at}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: a config must be a mapping of TrainConfig fields")
-    unknown = sorted(set(loaded) - set(TrainConfig.field_names()))
-    if unknown:
-        raise ConfigError(f"{path}: unknown config field(s) {', '.join(map(str, unknown))}")
-    return loaded
+    from alignkit.integrations.trl_config import translate
+
+    return translate(loaded, str(path), set(TrainConfig.field_names()))  # TRL's names too
 
 
 def _hooks(specs: Any) -> Any:
@@ -156,6 +165,15 @@ def resolve_config(args: argparse.Namespace) -> Any:
         source = str(args.config)
         fields.update(_load_yaml(Path(args.config)))
     given = dict(vars(args))
+    if "loss_type" in given or "loss_weights" in given:
+        from alignkit.integrations.trl_config import objective_from_loss_type
+
+        if "loss_type" not in given:
+            raise ConfigError("--loss_weights needs --loss_type")
+        lt = given.pop("loss_type")
+        fields["objective"] = objective_from_loss_type(
+            lt[0] if len(lt) == 1 else lt, given.pop("loss_weights", None), "flags"
+        )
     hp = fields.get("hyper_parameters")
     if hp is not None and not isinstance(hp, dict):
         raise ConfigError(
@@ -177,9 +195,9 @@ def resolve_config(args: argparse.Namespace) -> Any:
     if isinstance(fields.get("lora_target_modules"), list) and len(fields["lora_target_modules"]) == 1:
         fields["lora_target_modules"] = fields["lora_target_modules"][0]
     objective = fields.get("objective", "dpo")
-    if not isinstance(objective, str):
+    if not isinstance(objective, (str, Objective)):
         raise ConfigError(f"objective (--objective): a registered objective name; got {objective!r}")
-    obj = get(objective)
+    obj = get(objective) if isinstance(objective, str) else objective
     if not isinstance(obj, Objective):
         raise ConfigError(f"{obj.name!r} is a {obj.kind}, not an objective")
     unknown = sorted(set(hp) - set(obj.defaults))
