@@ -20,6 +20,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "data_rule": ("alignkit.curation",),
     "diagnostic": ("alignkit.diagnostics",),
     "safety": ("alignkit.safety",),
+    "scaling_law": ("alignkit.scaling",),
 }
 
 _loaded: set[str] = set()
