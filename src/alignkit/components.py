@@ -17,7 +17,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "objective": ("alignkit.objectives",),
     "decoder": ("alignkit.decoding",),
     "merge": ("alignkit.merging",),
-    "data_rule": ("alignkit.curation",),
+    "data_rule": ("alignkit.curation", "alignkit.datatools"),
     "diagnostic": ("alignkit.diagnostics",),
     "safety": ("alignkit.safety",),
     "scaling_law": ("alignkit.scaling",),

@@ -9,5 +9,6 @@ from alignkit.diagnostics import (  # noqa: F401
     judge_bias,
     loss_dynamics,
     shift_shapley,
+    signal_propagation,
     taxonomy,
 )

@@ -30,12 +30,15 @@ class HVP:
     on one fixed batch: ``loss_fn`` must be deterministic (put dropout in eval mode)."""
 
     def __init__(self, loss_fn: LossFn, params: Sequence[Tensor]) -> None:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
         self.params = _check(loss_fn, params)
-        loss = loss_fn()
-        if loss.dim() != 0:
-            raise ValueError(f"loss_fn must return a scalar; got shape {tuple(loss.shape)}")
+        with sdpa_kernel(SDPBackend.MATH):  # fused attention kernels have no double backward
+            loss = loss_fn()
+            if loss.dim() != 0:
+                raise ValueError(f"loss_fn must return a scalar; got shape {tuple(loss.shape)}")
+            grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
         self.loss = float(loss.detach())
-        grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
         self.grads = [
             g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self.params, strict=True)
         ]

@@ -146,7 +146,7 @@ def fit(
             f"scaling law {comp.name!r}: data has no target column {target!r}; got {sorted(data)}"
         )
     fix = dict(fix or {})
-    unknown = sorted(set(fix) | set(p0 or {}) - set(comp.defaults))
+    unknown = sorted((set(fix) | set(p0 or {})) - set(comp.defaults))
     if unknown:
         raise ValueError(
             f"scaling law {comp.name!r} has no coefficient {unknown}; it has {sorted(comp.defaults)}"
