@@ -1,6 +1,6 @@
 """Regenerate the figures of docs/diagnostics.md (a minute on a laptop CPU):
 
-    PYTHONPATH=src python tools/plot_diagnostics.py
+PYTHONPATH=src python tools/plot_diagnostics.py
 """
 
 from __future__ import annotations
