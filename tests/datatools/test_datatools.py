@@ -66,9 +66,9 @@ def test_matching_loss_limits_and_gradients():
     lr = torch.tensor(0.1, requires_grad=True)
     thetas = unrolled_student(theta0, sx, torch.tensor([0, 1] * 3), lr, 3, shapes)
     assert len(thetas) == 4 and torch.equal(thetas[0], theta0)
-    assert float(trajectory_matching_loss(thetas[0], theta0.detach(), theta0.detach() + 1)) == pytest.approx(
-        1.0
-    )
+    assert float(
+        trajectory_matching_loss(thetas[0].detach(), theta0.detach(), theta0.detach() + 1)
+    ) == pytest.approx(1.0)
     trajectory_matching_loss(thetas[-1], theta0.detach(), theta0.detach() + 1).backward()
     assert sx.grad is not None and torch.isfinite(sx.grad).all() and sx.grad.abs().sum() > 0
     assert lr.grad is not None and torch.isfinite(lr.grad)

@@ -5,7 +5,6 @@ import pytest
 import torch
 from torch import nn
 
-import alignkit as ak
 from alignkit.diagnostics.signal_propagation import kernel_alignment, layer_alignment
 
 Y4 = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
@@ -40,7 +39,7 @@ def test_layer_kernel_matches_explicit_jacobian():
     J = torch.stack(rows).reshape(6, 2, -1)
     K = torch.einsum("akp,bkp->ab", J, J)
     assert got["2"] == pytest.approx(kernel_alignment(K, y), rel=1e-6)
-    assert ak.get("tangent_kernel_alignment").arxiv == "2110.11749"
+    assert layer_alignment.arxiv == "2110.11749" and "tangent_kernel_alignment" in layer_alignment.aliases
 
 
 def test_training_raises_alignment():
@@ -59,3 +58,20 @@ def test_training_raises_alignment():
         opt.step()
     after = layer_alignment(net, x, y)
     assert all(after[k] > before[k] for k in before), (before, after)
+
+
+def test_signal_propagation_hook_adds_layer_keys():
+    from types import SimpleNamespace
+
+    from alignkit.diagnostics.hooks import SignalPropagationHook
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x = torch.randn(6, 3)
+    y = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 1, 1, 0]), 2).float()
+    hook = SignalPropagationHook(x, y, every=2)
+    rec = {}
+    hook.on_step_end(SimpleNamespace(model=net, step=1, total_steps=4), rec)
+    assert rec == {}  # not due
+    hook.on_step_end(SimpleNamespace(model=net, step=2, total_steps=4), rec)
+    assert rec == pytest.approx({f"signal/{k}": v for k, v in layer_alignment(net, x, y).items()})

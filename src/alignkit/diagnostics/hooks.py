@@ -172,3 +172,26 @@ def per_token_lm_loss(input_ids: Tensor) -> Callable[[nn.Module], Tensor]:
         )
 
     return fn
+
+
+class SignalPropagationHook(_EveryHook):
+    """``signal/{layer}`` = tangent-kernel / label alignment of each layer (arXiv:2110.11749) on a probe batch
+    ``(x, y)``; ``forward(model, x) -> (n, k)`` outputs (e.g. last-position logits of an LM), ``groups`` limits
+    the layers measured (a Jacobian per layer: keep the probe batch and the groups small)."""
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        every: int = 50,
+        forward: Callable[[nn.Module, Tensor], Tensor] | None = None,
+        groups: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(every)
+        self.x, self.y, self.forward, self.groups = x, y, forward, groups
+
+    def measure(self, ctx: TrainContext, record: dict[str, Any]) -> dict[str, Any]:
+        from alignkit.diagnostics.signal_propagation import layer_alignment
+
+        r = layer_alignment(ctx.model, self.x, self.y, groups=self.groups, forward=self.forward)
+        return {f"signal/{k}": v for k, v in r.items()}
