@@ -17,10 +17,11 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "objective": ("alignkit.objectives",),
     "decoder": ("alignkit.decoding",),
     "merge": ("alignkit.merging",),
-    "data_rule": ("alignkit.curation", "alignkit.data.ptst"),
+    "data_rule": ("alignkit.curation", "alignkit.data.ptst", "alignkit.datatools"),
     "diagnostic": ("alignkit.diagnostics",),
     "safety": ("alignkit.safety",),
     "optimizer": ("alignkit.optim", "alignkit.train.schedules"),
+    "scaling_law": ("alignkit.scaling",),
 }
 
 _loaded: set[str] = set()
