@@ -126,7 +126,9 @@ def test_defaults_are_the_official_defence_settings_and_calibration_is_never_the
 ):
     import sys
 
-    aed_module = sys.modules["alignkit.decoding.aed"]  # the package attribute `aed` is the registered component
+    aed_module = sys.modules[
+        "alignkit.decoding.aed"
+    ]  # the package attribute `aed` is the registered component
 
     d = ak.get("aed").defaults
     assert (d["strategy"], d["top_p"], d["decay"], d["position"], d["truncate"]) == (

@@ -132,9 +132,10 @@ def _official_recover(tuned, aligned, prompts, benign, layer_end, rate, steps, r
     n_param = sum(
         p.numel() for n, p in tuned.named_parameters() if n.split(".")[2:3] and n.split(".")[2].isdigit()
     )
-    hs = lambda m, x: m(input_ids=torch.tensor([x]), output_hidden_states=True).hidden_states[layer_end][
-        :, -1
-    ]  # noqa: E731
+
+    def hs(m, x):
+        return m(input_ids=torch.tensor([x]), output_hidden_states=True).hidden_states[layer_end][:, -1]
+
     with torch.no_grad():
         d_h = torch.vstack([hs(aligned, x) for x in prompts]).mean(0)
         d_b = torch.vstack([hs(tuned, x) for x in benign]).mean(0)
@@ -191,8 +192,9 @@ def test_restore_equals_the_official_code(with_rollback):
     official = _official_recover(
         copy.deepcopy(tuned), aligned, PROMPTS, BENIGN, 2, 0.02, 4, 0.2 if with_rollback else None, warmup=2
     )
+    scores = iter([1.0, 0.0])  # eval_fn: the fine-tune metric drops after the warm-up, so rollback runs
     kw = (
-        {"eval_fn": lambda m, it=iter([1.0, 0.0]): next(it), "benign_prompts": BENIGN, "warmup_steps": 2}
+        {"eval_fn": lambda m: next(scores), "benign_prompts": BENIGN, "warmup_steps": 2}
         if with_rollback
         else {}
     )
