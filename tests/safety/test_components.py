@@ -14,8 +14,8 @@ from alignkit.safety import (
     ALPSHook,
     SuffixArray,
     alignguard_regularizer,
-    belief_conflict_spans,
     compliance_gap,
+    corpus_spans,
     elasticity_curve,
     finetuning_degradation,
     fisher_diagonal,
@@ -57,7 +57,6 @@ def test_registered_with_provenance():
         "gradient_collision",
         "steering_tradeoff",
         "elasticity",
-        "belief_conflict_index",
         "compliance_gap",
         "finetuning_degradation",
         "harmful_score_by_group",
@@ -425,11 +424,29 @@ def test_elasticity_curve_and_rebound():
     assert rebound_ratio(c["aligned"], 1) == pytest.approx(0.5 / ((0.5 - 0.0625) / 3))
 
 
-def test_suffix_array_and_bci_spans():
+def test_suffix_array_and_corpus_spans():
     docs = [[1, 2, 3, 4, 5], [9, 2, 3, 4, 7]]
     sa = SuffixArray(docs)
     brute = [i for i in range(len(sa.text) - 2) if sa.text[i : i + 3] == [2, 3, 4]]
     assert sa.find([2, 3, 4]) == brute and sa.count([2, 3, 4]) == 2 and sa.count([8]) == 0
-    spans = belief_conflict_spans(sa, [8, 2, 3, 4, 5, 8], [-1.0, -1.0, -2.0, -3.0, -4.0, -1.0], min_len=3)
+    spans = corpus_spans(sa, [8, 2, 3, 4, 5, 8], [-1.0, -1.0, -2.0, -3.0, -4.0, -1.0], min_len=3)
     assert len(spans) == 1 and (spans[0].start, spans[0].end, spans[0].count) == (1, 5, 1)
-    assert spans[0].documents == [0] and spans[0].bci == pytest.approx(2.5)
+    assert spans[0].documents == [0] and spans[0].surprisal == pytest.approx(2.5)
+
+
+def test_compression_rate_by_hand_and_limits():
+    """gamma = sum -log2 p(x) / (8 bytes): two 4-byte texts, 4 tokens of p = 2^-8 each: 64 code bits over 64
+    raw bits = 1.0 (no compression); a perfect model (p = 1) compresses to 0."""
+    from alignkit.safety import compression_rate, compression_rate_curve
+
+    lp = torch.full((2, 4), math.log(2**-8), dtype=torch.float64)  # two texts, 4 tokens of 8 bits each
+    assert compression_rate(lp, [4, 4]).item() == pytest.approx(1.0)
+    assert compression_rate(torch.zeros(3), [1, 2, 3]).item() == 0.0
+    with pytest.raises(ValueError, match="raw_bytes"):
+        compression_rate(lp, [4, 0])
+    with pytest.raises(ValueError, match="log-probabilities"):
+        compression_rate(torch.tensor([0.5]), [1])
+    rates = compression_rate_curve({"aligned": [math.log(2) * 16, math.log(2) * 8]}, {"aligned": 32.0})
+    assert rates == {"aligned": [pytest.approx(0.5), pytest.approx(0.25)]}
+    with pytest.raises(ValueError, match="raw_bits"):
+        compression_rate_curve({"x": [1.0]}, {})
