@@ -20,6 +20,8 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "data_rule": ("alignkit.curation",),
     "diagnostic": ("alignkit.diagnostics",),
     "safety": ("alignkit.safety",),
+    "recipe": ("alignkit.recipes",),
+    "metric": ("alignkit.eval.metrics",),
 }
 
 _loaded: set[str] = set()

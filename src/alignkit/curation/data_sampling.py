@@ -137,6 +137,7 @@ def fit_exp_plateau(
 
 register(
     name="isa",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper=PAPER,

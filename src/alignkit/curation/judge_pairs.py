@@ -83,6 +83,7 @@ def judge_pairs(
 
 register(
     name="judge_pairs",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper="Preference Fine-Tuning for Factuality in Chest X-Ray Interpretation Models Without Human Feedback",

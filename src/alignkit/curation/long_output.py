@@ -88,6 +88,7 @@ def filter_long_output(
 
 register(
     name="long_output_filter",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper="Minimum Tuning to Unlock Long Output from LLMs with High Quality Data as the Key",

@@ -70,6 +70,7 @@ def filter_refusals(
 
 register(
     name="poison_of_alignment",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper="The Poison of Alignment",

@@ -97,6 +97,7 @@ def self_align_round(
 
 register(
     name="isara",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper="Human-Instruction-Free LLM Self-Alignment with Limited Samples",

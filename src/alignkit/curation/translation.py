@@ -89,6 +89,7 @@ def translation_sft_rows(
 
 register(
     name="translation_sft",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper="Fine-Tuning Large Language Models to Translate: Will a Touch of Noisy Data in Misaligned Languages Suffice?",

@@ -218,7 +218,8 @@ def aed(
         L_t = (1 - w_t) * L_model,t + w_t * L_post,t,   y_t ~ softmax(L_t)
         (max_weight = 0: the plain model; w_t = 1 at every step: the model under the safety prompt)
 
-    Hyper-parameters (defaults = the official ``defence()`` in GIGABaozi/AED ``utilz.py`` unless stated):
+    Hyper-parameters:
+        (defaults = the official ``defence()`` in GIGABaozi/AED ``utilz.py`` unless stated)
         max_weight: 1.0 — scale of w. ``defence()`` sets ``max_weight: 0.95`` in its config, but its strategy
             ``topp_weight6`` computes ``merge_weight = sigmoid(S - S' - bias)`` without reading it (only the
             ``warmup``/``sudden_interrupt`` strategies do); 1.0 reproduces that. For the interrupt strategy use

@@ -164,6 +164,7 @@ def trainable_parameter_count(n_tokens: int, hidden_size: int, num_layers: int, 
 
 @register(
     name="aligner_prefix",
+    verification="reconstruction",
     kind="decoder",
     family="adapter",
     aliases=("global_token_aligner",),

@@ -114,6 +114,7 @@ def order_squad(
 
 @register(
     name="aligners",
+    verification="reconstruction",
     kind="decoder",
     family="rewriting",
     aliases=("aligner_rewrite",),

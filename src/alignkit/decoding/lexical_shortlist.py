@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from alignkit.decoding._common import DecodeContext, encode, sample_text
 from alignkit.registry import register
 
-PAPER = "Decoding Time Lexical Domain Adaptation for Neural Machine Translation"
+PAPER = "The Highs and Lows of Simple Lexical Domain Adaptation Approaches for Neural Machine Translation"
+ARXIV_V1_TITLE = "Decoding Time Lexical Domain Adaptation for Neural Machine Translation"
 
 
 def build_shortlist(
@@ -87,9 +88,11 @@ def consensus_rerank(
 
 @register(
     name="lexical_shortlist",
+    verification="reconstruction",
     kind="decoder",
     family="constrained",
     paper=PAPER,
+    alias_titles=(ARXIV_V1_TITLE,),
     arxiv="2101.00421",
     tags=("decoding", "needs:lex_table"),
     summary="mask logits outside alignment-derived shortlists; re-rank the n-best by mutual overlap",
@@ -103,8 +106,9 @@ def lexical_shortlist(
     k: int = 100,
     rerank_weight: float = 1.0,
 ) -> list[list[str]]:
-    """Decoding Time Lexical Domain Adaptation for Neural Machine Translation (Bogoychev & Chen, Insights
-    @ EMNLP 2021; arXiv:2101.00421).
+    """The Highs and Lows of Simple Lexical Domain Adaptation Approaches for Neural Machine Translation
+    (Bogoychev & Chen, Insights @ EMNLP 2021; arXiv:2101.00421, whose v1 is titled "Decoding Time Lexical
+    Domain Adaptation for Neural Machine Translation").
 
     ``context.extra['lex_table']`` maps a source token id to ``{target id: p(t | s)}`` (e.g. IBM-model
     alignment statistics, in-domain); optional ``context.extra['frequent_ids']`` are always allowed (EOS is

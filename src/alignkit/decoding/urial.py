@@ -122,6 +122,7 @@ def urial(
 
 @register(
     name="token_distribution_shift",
+    verification="paper-formula",
     kind="diagnostic",
     family="in_context",
     aliases=("tds",),

@@ -70,6 +70,7 @@ def _stats(j: np.ndarray, dg: np.ndarray, ds: np.ndarray) -> dict[str, float]:
 
 @register(
     name="judge_bias",
+    verification="reconstruction",
     aliases=("style_over_substance",),
     kind="diagnostic",
     family="reward",

@@ -56,6 +56,7 @@ def disperse(data: Sequence[Any], k: int, *, seed: int = 0) -> list[list[Any]]:
 
 @register(
     name="disperse_then_merge",
+    verification="reconstruction",
     kind="merge",
     family="weight_averaging",
     aliases=("dtm",),

@@ -202,6 +202,7 @@ def _build(
 
 @register(
     name="ondare",
+    verification="paper-formula",
     kind="optimizer",
     family="online_merging",
     aliases=("online_dare",),
@@ -271,6 +272,7 @@ def ondare(
 
 @register(
     name="onties",
+    verification="paper-formula",
     kind="optimizer",
     family="online_merging",
     aliases=("online_ties",),

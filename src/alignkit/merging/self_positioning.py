@@ -17,6 +17,7 @@ from alignkit.registry import register
 
 @register(
     name="self_positioning",
+    verification="reconstruction",
     kind="merge",
     family="task_vector",
     paper="Improving General Text Embedding Model: Tackling Task Conflict and Data Imbalance through Model Merging",

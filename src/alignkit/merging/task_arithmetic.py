@@ -32,6 +32,7 @@ def weighted_sum(
 
 @register(
     name="task_arithmetic",
+    verification="library-parity",
     kind="merge",
     family="task_vector",
     paper="Editing Models with Task Arithmetic",

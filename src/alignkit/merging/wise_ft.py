@@ -14,6 +14,7 @@ from alignkit.registry import register
 
 @register(
     name="wise_ft",
+    verification="paper-formula",
     kind="merge",
     family="weight_averaging",
     aliases=("linear_interpolation",),

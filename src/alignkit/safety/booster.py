@@ -108,7 +108,8 @@ class BoosterHook(Hook):
 
 register(
     name="booster",
-    kind="recipe",
+    verification="paper-formula",
+    kind="defence",
     family="harmful_finetuning",
     paper="Booster: Tackling Harmful Fine-tuning for Large Language Models via Attenuating Harmful Perturbation",
     arxiv="2409.01586",

@@ -64,6 +64,7 @@ def _norm_ppf(p: float) -> float:
 
 register(
     name="compliance_gap",
+    verification="reconstruction",
     kind="metric",
     family="harmful_finetuning",
     paper="Why Do Some Language Models Fake Alignment While Others Don't?",

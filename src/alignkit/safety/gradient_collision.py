@@ -66,7 +66,8 @@ def gradient_collision_loss(
 
 register(
     name="gradient_collision",
-    kind="recipe",
+    verification="reconstruction",
+    kind="defence",
     family="harmful_finetuning",
     paper="Disposable Transfer Learning for Selective Source Task Unlearning",
     arxiv="2308.09971",

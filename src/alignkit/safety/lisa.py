@@ -138,7 +138,8 @@ class LisaHook(Hook):
 
 register(
     name="lisa",
-    kind="recipe",
+    verification="paper-formula",
+    kind="defence",
     family="harmful_finetuning",
     paper="Lazy Safety Alignment for Large Language Models against Harmful Fine-tuning",
     arxiv="2405.18641",

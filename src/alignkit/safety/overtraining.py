@@ -78,6 +78,7 @@ def finetuning_degradation(
 
 register(
     name="finetuning_degradation",
+    verification="reconstruction",
     kind="diagnostic",
     family="harmful_finetuning",
     paper="Overtrained Language Models Are Harder to Fine-Tune",

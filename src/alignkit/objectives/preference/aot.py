@@ -15,7 +15,9 @@ def _smoothed(delta: Tensor, beta: float, label_smoothing: float) -> Tensor:
     return -F.logsigmoid(beta * delta) * (1 - label_smoothing) - F.logsigmoid(-beta * delta) * label_smoothing
 
 
-@pairwise_objective(name="aot", paper=_PAPER, arxiv="2406.05882", f_divergence=False)
+@pairwise_objective(
+    name="aot", paper=_PAPER, arxiv="2406.05882", f_divergence=False, verification="trl-parity"
+)
 def aot(t: PairTerms, *, beta: float = 0.01, label_smoothing: float = 0.0) -> Tensor:
     """Distributional Preference Alignment of LLMs via Optimal Transport (AOT, arXiv:2406.05882), paired form.
 
@@ -41,6 +43,7 @@ def aot(t: PairTerms, *, beta: float = 0.01, label_smoothing: float = 0.0) -> Te
 
 @pairwise_objective(
     name="aot_unpaired",
+    verification="trl-parity",
     paper=_PAPER,
     arxiv="2406.05882",
     f_divergence=False,

@@ -12,7 +12,9 @@ _PAPER = (
 )
 
 
-@pairwise_objective(name="apo_zero", paper=_PAPER, arxiv="2408.06266", f_divergence=False)
+@pairwise_objective(
+    name="apo_zero", paper=_PAPER, arxiv="2408.06266", f_divergence=False, verification="trl-parity"
+)
 def apo_zero(t: PairTerms, *, beta: float = 0.1) -> Tensor:
     """Anchored Preference Optimization and Contrastive Revisions (APO, arXiv:2408.06266), APO-zero (Eq. 7).
 
@@ -29,7 +31,9 @@ def apo_zero(t: PairTerms, *, beta: float = 0.1) -> Tensor:
     return 1 - torch.sigmoid(beta * t.chosen_logratios) + torch.sigmoid(beta * t.rejected_logratios)
 
 
-@pairwise_objective(name="apo_down", paper=_PAPER, arxiv="2408.06266", f_divergence=False)
+@pairwise_objective(
+    name="apo_down", paper=_PAPER, arxiv="2408.06266", f_divergence=False, verification="trl-parity"
+)
 def apo_down(t: PairTerms, *, beta: float = 0.1) -> Tensor:
     """Anchored Preference Optimization and Contrastive Revisions (APO, arXiv:2408.06266), APO-down (Eq. 8).
 

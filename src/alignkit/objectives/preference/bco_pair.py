@@ -10,6 +10,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="bco_pair",
+    verification="trl-parity",
     paper="Binary Classifier Optimization for Large Language Model Alignment",
     arxiv="2404.04656",
     f_divergence=False,

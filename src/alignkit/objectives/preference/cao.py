@@ -47,6 +47,7 @@ def objective_losses(
 
 @register(
     name="cao_gradient_balancing",
+    verification="reconstruction",
     kind="optimizer",
     family="preference",
     paper=PAPER,
@@ -100,6 +101,7 @@ def min_norm_weights(grads: Tensor, *, iters: int = 250, tol: float = 1e-10) -> 
 
 @register_objective(
     name="cao",
+    verification="reconstruction",
     aliases=("yinyang_dpo", "contradictory_alignment_optimization"),
     paper=PAPER,
     arxiv=ARXIV,

@@ -44,6 +44,7 @@ def compo_direction(directions: Tensor, improved: Tensor, threshold: float = 0.0
 
 @register(
     name="compo",
+    verification="paper-formula",
     kind="optimizer",
     family="preference",
     paper=PAPER,

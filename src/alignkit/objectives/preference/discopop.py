@@ -11,6 +11,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="discopop",
+    verification="trl-parity",
     paper="Discovering Preference Optimization Algorithms with and for Large Language Models",
     arxiv="2406.08414",
 )

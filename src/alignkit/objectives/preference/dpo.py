@@ -10,6 +10,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="dpo",
+    verification="trl-parity",
     aliases=("sigmoid", "cdpo"),
     paper="Direct Preference Optimization: Your Language Model is Secretly a Reward Model",
     arxiv="2305.18290",

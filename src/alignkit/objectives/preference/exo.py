@@ -13,6 +13,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="exo_pair",
+    verification="trl-parity",
     aliases=("exo",),
     paper="Towards Efficient Exact Optimization of Language Model Alignment",
     arxiv="2402.00856",

@@ -10,6 +10,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="hinge",
+    verification="trl-parity",
     aliases=("slic", "rso"),
     paper="Statistical Rejection Sampling Improves Preference Optimization",
     arxiv="2309.06657",

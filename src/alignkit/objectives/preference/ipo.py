@@ -9,6 +9,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="ipo",
+    verification="trl-parity",
     paper="A General Theoretical Paradigm to Understand Learning from Human Preferences",
     arxiv="2310.12036",
     aggregation="mean",

@@ -16,6 +16,7 @@ PAPER = "iREPO: implicit Reward Pairwise Difference based Empirical Preference O
 
 @register_objective(
     name="irepo",
+    verification="reconstruction",
     paper=PAPER,
     arxiv="2405.15230",
     family="preference",

@@ -10,6 +10,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="nca_pair",
+    verification="trl-parity",
     aliases=("nca",),
     paper="Noise Contrastive Alignment of Language Models with Explicit Rewards",
     arxiv="2402.05369",

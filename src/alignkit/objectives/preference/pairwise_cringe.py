@@ -49,6 +49,7 @@ def sample_positive_tokens(
 
 @register_objective(
     name="pairwise_cringe",
+    verification="reconstruction",
     aliases=("cringe_pair",),
     paper=PAPER,
     arxiv="2312.16682",

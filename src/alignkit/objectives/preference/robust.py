@@ -10,6 +10,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="robust",
+    verification="trl-parity",
     aliases=("rdpo", "robust_dpo"),
     paper="Provably Robust DPO: Aligning Language Models with Noisy Feedback",
     arxiv="2403.00409",

@@ -10,6 +10,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="sigmoid_norm",
+    verification="trl-parity",
     aliases=("ln_dpo", "dpo_norm"),
     paper="Disentangling Length from Quality in Direct Preference Optimization",
     arxiv="2403.19159",

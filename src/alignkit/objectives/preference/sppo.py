@@ -9,6 +9,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="sppo_hard",
+    verification="trl-parity",
     aliases=("sppo",),
     paper="Self-Play Preference Optimization for Language Model Alignment",
     arxiv="2405.00675",

@@ -11,6 +11,7 @@ from alignkit.types import LossOutput, PreferenceBatch
 
 @register_objective(
     name="cpo",
+    verification="trl-parity",
     paper="Contrastive Preference Optimization: Pushing the Boundaries of LLM Performance in Machine Translation",
     arxiv="2401.08417",
     needs_reference=False,

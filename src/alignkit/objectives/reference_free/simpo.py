@@ -11,6 +11,7 @@ from alignkit.types import LossOutput, PreferenceBatch
 
 @register_objective(
     name="simpo",
+    verification="trl-parity",
     paper="SimPO: Simple Preference Optimization with a Reference-Free Reward",
     arxiv="2405.14734",
     needs_reference=False,

@@ -25,6 +25,7 @@ def _hash_table() -> Tensor:
 
 @register(
     name="goldfish",
+    verification="paper-formula",
     kind="data_rule",
     family="sft",
     paper=PAPER,

@@ -12,6 +12,7 @@ from alignkit.types import LossOutput, UnpairedBatch
 
 @register_objective(
     name="kto",
+    verification="trl-parity",
     paper="KTO: Model Alignment as Prospect Theoretic Optimization",
     arxiv="2402.01306",
     batch_type=UnpairedBatch,
@@ -54,6 +55,7 @@ def kto(
 
 @register_objective(
     name="apo_zero_unpaired",
+    verification="trl-parity",
     paper="Anchored Preference Optimization and Contrastive Revisions: Addressing Underspecification in Alignment",
     arxiv="2408.06266",
     batch_type=UnpairedBatch,
