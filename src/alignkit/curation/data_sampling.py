@@ -97,6 +97,10 @@ def isa_select(
     related patent application (US-20260073236-A1: "entropy change value based on a difference between the
     entropy of the dataset and an entropy specific to the alignment data element ... with the element removed").
     Which end is kept (largest change) and the entropy estimator (resubstitution, fixed mixture) are ours.
+
+    Guessed after re-checking: the sampling rule (a second search, issue #14, found only summaries: a
+    two-component Gaussian mixture and entropy-based selection); with a fixed mixture it reduces to keeping
+    the lowest-density rows; still guessed.
     """
     check_fraction("frac", frac)
     rows = list(rows)

@@ -125,6 +125,9 @@ def lexical_shortlist(
     Source: catalogue entry #97 (abstracts of arXiv:2101.00421 v1 and ACL Anthology 2021.insights-1.12:
     alignment-based shortlists, re-ranking "based on the amount they overlap with each other"). UNVERIFIED:
     the overlap metric (n-gram Dice here), its interpolation with the model score, shortlist sizes.
+
+    Guessed after re-checking: the overlap metric and shortlist sizes: a second search (issue #14) found only
+    the abstracts; still guessed.
     """
     table = context.need("lex_table", "lexical_shortlist")
     freq = set(context.extra.get("frequent_ids", ()))

@@ -96,6 +96,9 @@ def disperse_then_merge(
 
     Source: the paper (aclanthology 2024.findings-acl.175; procedure and "simple average is robust" from its
     summaries: sciencestack, liner review of Fig. 7). The sub-model training is the caller's ``train_fn``.
+
+    Guessed after re-checking: the clustering and K: a second search (issue #14) found only summaries (the
+    paper compares clustering methods; simple averaging is robust); still guessed.
     """
     parts = [list(p) for p in portions] if portions is not None else disperse(data, k, seed=seed)
     subs: list[StateDict] = []

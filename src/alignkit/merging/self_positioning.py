@@ -69,6 +69,9 @@ def self_positioning(
 
     Source: the paper's abstract (arXiv html 2410.15035v1: "searches for optimal model combinations within the
     interpolation space of task vectors using stochastic gradient descent") and summaries of it (probe set).
+
+    Guessed after re-checking: optimiser, initialisation and regulariser: a second search (issue #14) found
+    only the abstract and summaries (coefficients optimised on a balanced probe set); still guessed.
     """
     check_compatible(base, models)
     names = [n for n, _ in model.named_parameters()]

@@ -44,6 +44,9 @@ def gradient_collision_loss(
     different directions"). Unverified: cosine vs inner product, the number of mini-batches per term, lam, and
     whether the target loss is applied jointly; no official code was found. Needs a model whose loss supports
     double backward (the engine's custom LM-head kernel does not; use the model's own logits).
+
+    Guessed after re-checking: cosine vs inner product: a second search (issue #14) found only the abstract
+    ("leads the gradient vectors of mini-batches in different directions"); still guessed.
     """
     if kind not in ("cos", "dot"):
         raise ValueError(f"kind must be 'cos' or 'dot', got {kind!r}")

@@ -116,6 +116,10 @@ def pairwise_cringe(
     paper detaches g, whether M uses summed (here) or length-normalised log-probs, and its b / tau values.
     Under gradient accumulation the trainer averages micro-batches per example, so "tokens" pooling is exact
     within a micro-batch only.
+
+    Guessed after re-checking: the gate's b, tau and detaching: a second search (issue #14) found the paper's
+    abstract and a review (a sigmoid soft-margin gate on the sequence-level margin, top-k contrast tokens)
+    but not the equation; still guessed.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive; got {temperature}")
