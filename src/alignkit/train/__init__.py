@@ -6,6 +6,8 @@ Names are imported on first use, so importing a submodule (``alignkit.train.hook
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 _WHERE = {
@@ -25,3 +27,16 @@ def __getattr__(name: str) -> Any:
     if name in _WHERE:
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'alignkit.train' has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    """``alignkit.train`` is both this package and the function ``alignkit.train(...)``: once the package is
+    imported it is the attribute ``alignkit.train``, so calling it trains."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from alignkit.train.trainer import train
+
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
