@@ -89,7 +89,7 @@ def isa_select(
     Hyper-parameters:
         frac: 0.1 — fraction kept (the paper reports 3.5-10% of the data suffices).
         n_components: 2 — the paper's two-component GMM.
-        seed: 0 — EM initialisation.
+        seed: 0 — EM initialisation. Operational (alignkit's interface, not a paper hyper-parameter).
 
     ``features``: (N, D) embeddings of the rows (any encoder). Each kept row gets ``entropy_change``.
     Unverified: the paper body was not read. Structure (two-component GMM, entropy-based sampling, 3.5-10%)

@@ -47,6 +47,7 @@ def filter_refusals(
 
     Hyper-parameters:
         field: "response" — the answer field checked (use "completion"/"chosen" for other formats).
+            Operational (alignkit's interface, not a paper hyper-parameter).
         patterns: DEFAULT_REFUSAL_PATTERNS — case-insensitive regexes (our list; see below).
 
     Returns ``(kept, removed)`` in input order. Idempotent: filtering ``kept`` again removes nothing.

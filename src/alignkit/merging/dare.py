@@ -139,16 +139,20 @@ def dare(
         theta     = theta_0 + scaling * sum_t w_t * delta~_t
 
     Hyper-parameters:
-        weights: per-model weights w_t (default 1 each).
+        weights: per-model weights w_t (default 1 each: the paper merges unweighted; PEFT/mergekit accept
+            weights).
         drop_rate: p, the drop rate (default 0.9; the paper drops 90% of delta parameters without loss in
             most of its experiments and up to 99% for large models). PEFT/mergekit call 1 - p ``density``.
-        scaling: lambda of task arithmetic (default 1.0).
+        scaling: lambda of task arithmetic (default 1.0: the paper adds the rescaled deltas as they are;
+            mergekit's ``lambda`` default).
         rescale: rescale the kept entries (default True; False is the paper's "drop only" ablation).
         seed: seed of the dropping masks (default 0; None draws from torch's global generator, as PEFT and
+            Operational (alignkit's interface, not a paper hyper-parameter).
             mergekit do).
         convention: "mergekit" (default, mergekit 0.1.5 ``dare_linear``: rescale so each tensor keeps its L1
             norm — what most users merge with) or "peft" (PEFT ``dare_linear`` and the paper: divide by 1 - p).
         progress: show a rich progress bar over tensors (default False).
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
     Source: the official code ``yule-BUAA/MergeLM`` (``model_merging_methods/mask_weights_utils.py``,
     ``mask_input_with_mask_rate``: Bernoulli(mask_rate) mask, divide by 1 - mask_rate) was read; results equal
@@ -215,16 +219,18 @@ def dare_ties(
         theta     = theta_0 + scaling * tau_m
 
     Hyper-parameters:
-        weights: per-model weights w_t (default 1 each).
-        drop_rate: p (default 0.9, see ``dare``).
-        scaling: lambda (default 1.0).
+        weights: per-model weights w_t (default 1 each, as ``dare``).
+        drop_rate: p (default 0.9, the paper's main setting; see ``dare``).
+        scaling: lambda (default 1.0, mergekit's ``lambda`` default).
         majority_sign: "total" (summed mass, TIES's rule) or "frequency".
         merge: "sum" or "mean" of the agreeing entries; None = the convention's rule (mergekit: "sum", its
             ``normalize: false`` default for dare_ties; PEFT: "mean", the only rule it has).
-        rescale: rescale the kept entries (default True; see ``dare``).
+        rescale: rescale the kept entries (default True, the paper and both libraries; see ``dare``).
         seed: seed of the dropping masks (default 0; None uses torch's global generator).
+            Operational (alignkit's interface, not a paper hyper-parameter).
         convention: "mergekit" (default, what most users merge with) or "peft".
         progress: show a rich progress bar over tensors (default False).
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
     Source: DARE as in ``dare``; equals ``peft.utils.merge_utils.dare_ties`` (``convention="peft"``) and
     mergekit 0.1.5's ``dare_ties`` (``convention="mergekit"``) under the same seed (tests).

@@ -89,6 +89,7 @@ def disperse_then_merge(
         k: number of portions / sub-models K (default 4: alignkit's choice, the paper's default K was not
             verified).
         seed: seed of the random split (default 0).
+            Operational (alignkit's interface, not a paper hyper-parameter).
         portions: explicit portions (e.g. from a clustering; the paper compares clustering methods) instead of
             a random split (default None).
         merge_fn: merging of the sub-models (default None = uniform ``average``; the paper also tries task

@@ -52,12 +52,13 @@ def self_positioning(
         dL/da_k    = < grad_theta L(theta(a)), tau_k >
 
     Hyper-parameters:
-        steps: number of gradient steps on a (default 100).
-        lr: learning rate (default 0.01).
-        init: initial a_k (default None = 1/K).
-        l2: L2 penalty on a (default 0.0 = none).
-        optimizer: "adam" (default) or "sgd".
+        steps: number of gradient steps on a (default 100; ours, the paper's value was not found).
+        lr: learning rate (default 0.01; ours, the paper's value was not found).
+        init: initial a_k (default None = 1/K, the uniform merge; ours).
+        l2: L2 penalty on a (default 0.0 = none; ours).
+        optimizer: "adam" (default; ours) or "sgd" (the abstract's "stochastic gradient descent").
         progress: show a rich progress bar over steps (default False).
+            Operational (alignkit's interface, not a paper hyper-parameter).
         The paper's optimizer, learning rate, initialisation, regulariser and whether a is constrained were
         not verified (no official code was found): every default above is alignkit's choice, and a is free.
 

@@ -238,6 +238,7 @@ def ties(
         convention: "mergekit" (default, because most users merge with mergekit and expect its numbers for the
             same config) or "peft" (PEFT's ``add_weighted_adapter``/``merge_utils`` rule).
         progress: show a rich progress bar over tensors (default False).
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
     Source: the official code ``prateeky2806/ties-merging`` (``src/utils/merge_utils.py``: ``topk_values_mask``,
     ``resolve_sign``, ``disjoint_merge``) was read. ``convention="peft"`` equals ``peft.utils.merge_utils.ties``

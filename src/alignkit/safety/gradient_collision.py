@@ -35,6 +35,7 @@ def gradient_collision_loss(
 
     Hyper-parameters:
         loss_fn: ``loss_fn(batch) -> scalar`` source loss L_src.
+            Operational (alignkit's interface, not a paper hyper-parameter).
         kind: "cos" (default) or "dot".
         eps: floor of each squared gradient norm in "cos" (keeps a zero gradient finite).
 
