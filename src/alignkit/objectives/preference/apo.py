@@ -26,7 +26,7 @@ def apo_zero(t: PairTerms, *, beta: float = 0.1) -> Tensor:
         L = (1 - sigma(r_w)) + sigma(r_l)
 
     Hyper-parameters:
-        beta: 0.1 — reward temperature.
+        beta: 0.1 — reward temperature (TRL ``DPOConfig`` default).
     """
     return 1 - torch.sigmoid(beta * t.chosen_logratios) + torch.sigmoid(beta * t.rejected_logratios)
 
@@ -44,7 +44,7 @@ def apo_down(t: PairTerms, *, beta: float = 0.1) -> Tensor:
         L = sigma(r_w) + (1 - sigma(r_w - r_l))
 
     Hyper-parameters:
-        beta: 0.1 — reward temperature.
+        beta: 0.1 — reward temperature (TRL ``DPOConfig`` default).
     """
     return (
         torch.sigmoid(beta * t.chosen_logratios)

@@ -24,6 +24,7 @@ def hinge(t: PairTerms, *, beta: float = 0.1) -> Tensor:
         L = max(0, 1 - beta * u)
 
     Hyper-parameters:
-        beta: 0.1 — 1/beta is the margin the log-ratio difference must exceed (RSO's gamma = beta).
+        beta: 0.1 — 1/beta is the margin the log-ratio difference must exceed (RSO's gamma = beta; TRL's
+            ``DPOConfig`` default).
     """
     return torch.relu(1 - beta * t.delta_score)

@@ -26,7 +26,7 @@ def sigmoid_norm(t: PairTerms, *, beta: float = 0.1) -> Tensor:
         L = -log sigma(beta * h)
 
     Hyper-parameters:
-        beta: 0.1 — KL strength per token.
+        beta: 0.1 — KL strength per token (TRL ``DPOConfig`` default).
     """
     t.batch.require_lengths("sigmoid_norm")
     h = t.chosen_scores / t.chosen_lengths.clamp(min=1.0) - t.rejected_scores / t.rejected_lengths.clamp(

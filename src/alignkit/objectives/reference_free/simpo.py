@@ -39,7 +39,7 @@ def simpo(
     Hyper-parameters:
         beta: 2.0 — reward scale (the paper's base-model settings use 2.0).
         gamma: 1.0 — target reward margin (the paper's Llama-3-Base setting; TRL's simpo_gamma).
-        label_smoothing: 0.0 — eps.
+        label_smoothing: 0.0 — eps (TRL ``CPOConfig`` default; 0 = the paper's loss).
         cpo_alpha: 0.0 — optional NLL weight (CPO-SimPO); SimPO itself has none.
     """
     t = reference_free_terms(batch, "simpo")

@@ -34,10 +34,10 @@ def kto(
         loss = mean over the batch
 
     Hyper-parameters:
-        beta: 0.1 — risk-aversion / KL strength.
+        beta: 0.1 — risk-aversion / KL strength (TRL ``KTOConfig`` default).
         desirable_weight: 1.0 — lambda_D (raise it when desirable examples are rarer, keeping
             lambda_D n_D / (lambda_U n_U) in [1, 4/3]).
-        undesirable_weight: 1.0 — lambda_U.
+        undesirable_weight: 1.0 — lambda_U (TRL ``KTOConfig`` default).
     """
     r = logratios(batch, "kto")
     z0 = batch_kl(batch, "kto")
@@ -72,7 +72,7 @@ def apo_zero_unpaired(
         desirable: L = 1 - sigma(beta r);   undesirable: L = sigma(beta r)
 
     Hyper-parameters:
-        beta: 0.1 — reward temperature.
+        beta: 0.1 — reward temperature (TRL ``KTOConfig`` default).
         desirable_weight: 1.0 — weight of desirable examples.
         undesirable_weight: 1.0 — weight of undesirable examples.
     """
