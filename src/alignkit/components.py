@@ -22,6 +22,8 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "safety": ("alignkit.safety",),
     "optimizer": ("alignkit.optim", "alignkit.train.schedules"),
     "scaling_law": ("alignkit.scaling",),
+    "recipe": ("alignkit.recipes",),
+    "metric": ("alignkit.eval.metrics",),
 }
 
 _loaded: set[str] = set()

@@ -80,6 +80,9 @@ class Component:
     summary: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
     verification: str | None = None
+    alias_titles: tuple[
+        str, ...
+    ] = ()  # other titles of the same paper (earlier arXiv versions, venue titles)
 
     def __post_init__(self) -> None:
         if self.verification is not None and self.verification not in VERIFICATION_LEVELS:
@@ -114,6 +117,7 @@ class Component:
             "summary": self.summary,
             "defaults": {k: _jsonable(v) for k, v in self.defaults.items()},
             "verification": self.verification,
+            "alias_titles": list(self.alias_titles),
             "needs_reference": None,
             "aggregation": None,
         }
@@ -274,10 +278,12 @@ def register(
     tags: Iterable[str] = (),
     summary: str = "",
     verification: str | None = None,
+    alias_titles: Iterable[str] = (),
 ) -> Callable[[Callable[..., Any]], Component]:
     """Register a non-objective component (metric, decoder, merge method, data rule, optimizer, recipe ...).
 
-    ``verification``: how it was checked, one of :data:`alignkit.spec.VERIFICATION_LEVELS`."""
+    ``verification``: how it was checked, one of :data:`alignkit.spec.VERIFICATION_LEVELS`. ``alias_titles``:
+    other titles the same paper carries (``list_components(paper=...)`` finds the component by any of them)."""
 
     def deco(fn: Callable[..., Any]) -> Component:
         return add(
@@ -293,6 +299,7 @@ def register(
                 summary=summary or _first_line(fn),
                 defaults=_defaults_of(fn),
                 verification=verification,
+                alias_titles=tuple(alias_titles),
             )
         )
 
@@ -324,6 +331,7 @@ def register_objective(
     state: StateSpec | None = None,
     verification: str | None = None,
     ranges: Mapping[str, Any] | None = None,
+    alias_titles: Iterable[str] = (),
 ) -> Callable[[Callable[..., Any]], Objective]:
     """Register a pure objective function. Its keyword defaults (or ``defaults``) are the paper's defaults.
 
@@ -356,6 +364,7 @@ def register_objective(
             state=state,
             verification=verification,
             ranges=dict(ranges or {}),
+            alias_titles=tuple(alias_titles),
         )
         add(obj)
         return obj
@@ -396,15 +405,23 @@ def get(name: str) -> Component:
 
 
 def list_components(
-    kind: str | None = None, family: str | None = None, tag: str | None = None
+    kind: str | None = None, family: str | None = None, tag: str | None = None, paper: str | None = None
 ) -> list[Component]:
+    """Registered components, filtered by kind, family, tag and ``paper`` (a case-insensitive part of the
+    paper's title or of any of its ``alias_titles``, or its arXiv id)."""
     _ensure_loaded(None)
+
+    def by_paper(c: Component) -> bool:
+        q = (paper or "").lower()
+        return any(q in t.lower() for t in (c.paper, *c.alias_titles)) or q == c.arxiv
+
     out = [
         c
         for c in _REGISTRY.values()
         if (kind is None or c.kind == kind)
         and (family is None or c.family == family)
         and (tag is None or tag in c.derived_tags)
+        and (paper is None or by_paper(c))
     ]
     return sorted(out, key=lambda c: (c.kind, c.family, c.name))
 

@@ -81,6 +81,7 @@ def test_decoder_rewrites_and_inspector_gates(aligned, ref, tok, sampling):
         "tau": 0.5,
         "aligner_temperature": 0.0,
         "aligner_max_new_tokens": 0,
+        "squad_order": "inspector",
     }
     short = aligners(aligned, tok, PROMPTS, ctx, aligner_max_new_tokens=2)
     assert all(len(tok(y, add_special_tokens=False)["input_ids"]) <= 2 for per in short for y in per)
@@ -104,3 +105,33 @@ def test_a_few_steps_teach_the_aligner_the_correction(ref, tok):
     assert out.loss.item() < 0.1 * first
     rewrite = sample_text(model.eval(), tok, [aligner_input("q", "bad")], max_new_tokens=6, temperature=0.0)
     assert rewrite[0][0].strip() == "good"
+
+
+def test_squad_is_reordered_by_ascending_mean_inspector_score(aligned, ref, tok, sampling):
+    """Official squad: per batch, the least-flagged criterion's aligner runs first."""
+    from alignkit.decoding.aligners import order_squad
+
+    a, b, c = object(), object(), object()
+    squad = [(a, lambda q, y: 0.9), (b, lambda q, y: 0.1), (c, None)]
+    got = order_squad(squad, ["x", "y"], [["1"], ["2"]])
+    assert [m for m, _ in got] == [c, b, a]
+    # end to end: two always-flagging members whose rewrites differ; the order decides the output
+    greedy = {**sampling, "num_samples": 1, "temperature": 0.0}
+    hi, lo = (lambda q, y: 0.9), (lambda q, y: 0.6)
+    ctx = DecodeContext(
+        aligner_model=aligned, sampling=greedy, extra={"inspector": hi, "aligner_squad": [(ref, lo)]}
+    )
+    ordered = aligners(aligned, tok, PROMPTS, ctx)  # ref's member (0.6) first, then aligned's (0.9)
+    fixed = aligners(aligned, tok, PROMPTS, ctx, squad_order="fixed")  # aligned first, then ref
+    base = sample_text(aligned, tok, PROMPTS, **greedy)
+    first = [
+        sample_text(ref, tok, [aligner_input(p, y[0])], **greedy)[0][0].strip()
+        for p, y in zip(PROMPTS, base, strict=True)
+    ]
+    want = [
+        [sample_text(aligned, tok, [aligner_input(p, f)], **greedy)[0][0].strip()]
+        for p, f in zip(PROMPTS, first, strict=True)
+    ]
+    assert ordered == want and fixed != ordered
+    with pytest.raises(ValueError, match="squad_order"):
+        aligners(aligned, tok, PROMPTS, ctx, squad_order="random")

@@ -48,3 +48,39 @@ def test_tds_limits(aligned, ref):
     assert ak.get("tds").kind == "diagnostic"
     with pytest.raises(ValueError, match="aligned_tokens"):
         token_distribution_shift(ref, ctx, [])
+
+
+def test_prompt_file_replaces_the_stand_in_prompt(aligned, tok, tmp_path, capsys):
+    """``--prompt-file`` (``context.extra["prompt_text"]``): the file's preamble + the query block, sampled as is."""
+    import json
+
+    from alignkit.cli.main import main
+    from alignkit.decoding.urial import query_block
+
+    prefix = "# Instruction\n\nBe brief.\n\n# Query:\n```\nhey\n```\n\n# Answer:\n```\nhello\n```\n"
+    assert urial_prompt("hi", prefix=prefix) == prefix + "\n" + query_block("hi")
+    ctx = DecodeContext(sampling=dict(max_new_tokens=5, temperature=0.0), extra={"prompt_text": prefix})
+    got = urial(aligned, tok, ["hi"], ctx)
+    raw = sample_text(aligned, tok, [urial_prompt("hi", prefix=prefix)], max_new_tokens=5, temperature=0.0)
+    assert got == [[raw[0][0].split("```")[0].strip()]]
+    with pytest.raises(ValueError, match="prompt_text"):
+        urial(aligned, tok, ["hi"], DecodeContext(sampling={}, extra={"prompt_text": "  "}))
+    # the CLI flag reaches the decoder
+    aligned.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    (tmp_path / "p.txt").write_text(prefix)
+    argv = [
+        "generate",
+        "--model",
+        str(tmp_path / "m"),
+        "--prompt",
+        "hi",
+        "--max-new-tokens",
+        "5",
+        "--temperature",
+        "0",
+    ]
+    assert main([*argv, "--decoder", "urial", "--prompt-file", str(tmp_path / "p.txt")]) == 0
+    assert json.loads(capsys.readouterr().out)["completions"] == got[0]
+    assert main([*argv, "--prompt-file", str(tmp_path / "p.txt")]) == 2  # no --decoder
+    assert "--prompt-file given without --decoder" in capsys.readouterr().err

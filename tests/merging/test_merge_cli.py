@@ -40,7 +40,8 @@ def test_ties_writes_a_loadable_folder_equal_to_a_hand_merge(ckpts):
     root, paths = ckpts
     out = root / "out_ties"
     rc = main(["merge", "--method", "ties", "--base", str(paths["base"]), "--models", str(paths["a"]),
-               str(paths["b"]), "--weights", "0.5", "0.5", "--density", "0.2", "--output", str(out), "--quiet"])  # fmt: skip
+               str(paths["b"]), "--weights", "0.5", "0.5", "--density", "0.2", "--convention", "peft",
+               "--output", str(out), "--quiet"])  # fmt: skip
     assert rc == 0 and (out / "config.json").is_file()
     merged = AutoModelForCausalLM.from_pretrained(out)
     sds = {k: load_file(paths[k] / "model.safetensors") for k in ("base", "a", "b")}
@@ -135,3 +136,25 @@ def test_merged_folder_records_its_own_origin(ckpts, tmp_path):
     assert side["hyper_parameters"] == {"alpha": 0.25, "keys": None} and side["output"] == {
         "w.safetensors": sha(bare)
     }
+
+
+def test_convention_flag_reaches_the_merge(ckpts, capsys):
+    """Default --convention is mergekit (weights are relative): equal to ``ties(...)`` in-process, and 2x PEFT's
+    delta with weights 0.5 / 0.5 on entries where both models agree."""
+    from alignkit.merging import ties
+
+    root, paths = ckpts
+    argv = ["merge", "--method", "ties", "--base", str(paths["base"]), "--models", str(paths["a"]),
+            str(paths["b"]), "--weights", "0.5", "0.5", "--density", "0.2", "--quiet"]  # fmt: skip
+    assert main([*argv, "--output", str(root / "mk.safetensors")]) == 0
+    assert main([*argv, "--convention", "peft", "--output", str(root / "pf.safetensors")]) == 0
+    mk, pf = load_file(root / "mk.safetensors"), load_file(root / "pf.safetensors")
+    sds = {k: load_file(paths[k] / "model.safetensors") for k in ("base", "a", "b")}
+    want = ties(sds["base"], [sds["a"], sds["b"]], weights=[0.5, 0.5], density=0.2)
+    assert all(torch.equal(mk[k], want[k]) for k in want)
+    k = "model.layers.0.mlp.up_proj.weight"
+    d_mk, d_pf = mk[k] - sds["base"][k], pf[k] - sds["base"][k]
+    assert torch.allclose(d_pf, 0.5 * d_mk, atol=1e-6)
+    ta = ["merge", "--method", "task_arithmetic", "--base", str(paths["base"]), "--models", str(paths["a"])]
+    assert main([*ta, "--convention", "peft", "--output", str(root / "x"), "--quiet"]) == 2
+    assert "--convention is not used by --method task_arithmetic" in capsys.readouterr().err

@@ -49,13 +49,19 @@ def test_ties_worked_example_from_the_catalogue():
 def test_ties_trim_elect_weighted_disjoint_mean():
     # density 0.5 keeps 2 of 4: tau1 = [4, -3, .5, -.1] -> [4, -3, 0, 0]; tau2 = [-1, 2, .2, 5] -> [0, 2, 0, 5]
     # sum = [4, -1, 0, 5] -> gamma = [+, -, + (0 -> +), +]; agreeing: [4], [-3], [], [5]
-    # weights (1, 0.5) after election: [4, -3, 0, 0.5 * 5 = 2.5]; scaling 2 doubles it
+    # PEFT: weights (1, 0.5) after election, / agreeing count: [4, -3, 0, 0.5 * 5 = 2.5]; scaling 2 doubles it
     base = sd(w=[0.0] * 4)
     models = [sd(w=[4.0, -3.0, 0.5, -0.1]), sd(w=[-1.0, 2.0, 0.2, 5.0])]
-    out = ties(base, models, weights=[1.0, 0.5], density=0.5)
+    out = ties(base, models, weights=[1.0, 0.5], density=0.5, convention="peft")
     assert torch.allclose(out["w"], torch.tensor([4.0, -3.0, 0.0, 2.5], dtype=D))
-    out2 = ties(base, models, weights=[1.0, 0.5], density=0.5, scaling=2.0, merge="sum")
+    out2 = ties(base, models, weights=[1.0, 0.5], density=0.5, scaling=2.0, merge="sum", convention="peft")
     assert torch.allclose(out2["w"], torch.tensor([8.0, -6.0, 0.0, 5.0], dtype=D))
+    # mergekit: weighted first [4, -3, 0, 0] and [0, 1, 0, 2.5]; sum [4, -2, 0, 2.5] -> gamma [+, -, +, +];
+    # agreeing mass [4, -3, 0, 2.5] / agreeing weights [1, 1, 1 (0 -> 1), 0.5] = [4, -3, 0, 5]
+    mk = ties(base, models, weights=[1.0, 0.5], density=0.5)
+    assert torch.allclose(mk["w"], torch.tensor([4.0, -3.0, 0.0, 5.0], dtype=D))
+    mk2 = ties(base, models, weights=[1.0, 0.5], density=0.5, scaling=2.0, merge="sum")
+    assert torch.allclose(mk2["w"], torch.tensor([8.0, -6.0, 0.0, 5.0], dtype=D))
     # the trim step alone + task arithmetic: [4, -3, 0, 0] + [0, 2, 0, 5]
     mp = magnitude_prune(base, models, density=0.5)
     assert torch.allclose(mp["w"], torch.tensor([4.0, -1.0, 0.0, 5.0], dtype=D))
@@ -123,9 +129,10 @@ def test_dare_ties_without_dropping_is_ties_without_trimming():
     g = torch.Generator().manual_seed(3)
     base = {"w": torch.randn(6, 3, generator=g, dtype=D)}
     models = [{"w": base["w"] + torch.randn(6, 3, generator=g, dtype=D)} for _ in range(3)]
-    a = dare_ties(base, models, weights=[0.2, 0.3, 0.5], drop_rate=0.0)
-    b = ties(base, models, weights=[0.2, 0.3, 0.5], density=1.0)
-    assert torch.allclose(a["w"], b["w"], atol=1e-12)
+    for conv in ("mergekit", "peft"):
+        a = dare_ties(base, models, weights=[0.2, 0.3, 0.5], drop_rate=0.0, merge="mean", convention=conv)
+        b = ties(base, models, weights=[0.2, 0.3, 0.5], density=1.0, convention=conv)
+        assert torch.allclose(a["w"], b["w"], atol=1e-12), conv
     # seeded: the same seed gives the same merge, another seed another one
     assert torch.equal(dare(base, models, seed=5)["w"], dare(base, models, seed=5)["w"])
     assert not torch.equal(dare(base, models, seed=5)["w"], dare(base, models, seed=6)["w"])

@@ -57,7 +57,7 @@ def test_state_dict_level_equals_peft_per_tensor():
     taus = {k: [m[k] - base[k] for m in models] for k in base}
     checks = [
         (task_arithmetic(base, models, weights=w), lambda k: pm.task_arithmetic(taus[k], wt)),
-        (ties(base, models, weights=w, density=0.2), lambda k: pm.ties(taus[k], wt, 0.2)),
+        (ties(base, models, weights=w, density=0.2, convention="peft"), lambda k: pm.ties(taus[k], wt, 0.2)),
         (
             magnitude_prune(base, models, weights=w, density=0.4),
             lambda k: pm.magnitude_prune(taus[k], wt, 0.4),
@@ -69,7 +69,7 @@ def test_state_dict_level_equals_peft_per_tensor():
     # DARE with seed=None draws from the global generator, key by key, model by model, as PEFT does
     for fn, ref in ((dare, pm.dare_linear), (dare_ties, pm.dare_ties)):
         torch.manual_seed(99)
-        merged = fn(base, models, weights=w, drop_rate=0.7, seed=None)
+        merged = fn(base, models, weights=w, drop_rate=0.7, seed=None, convention="peft")
         torch.manual_seed(99)
         for k in base:
             assert torch.allclose(merged[k], base[k] + ref(taus[k], wt, 1 - 0.7), atol=1e-6), (fn, k)

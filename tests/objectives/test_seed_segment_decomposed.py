@@ -36,11 +36,39 @@ def test_segment_mean():
     segs = torch.randn(5, 3, dtype=D)
     ids = torch.tensor([0, 1, 1, 2, 2])
     m = segment_mean_embedding(segs, ids, 3)
-    assert torch.allclose(m[0], F.normalize(segs[0], dim=0))  # one segment = its own embedding
-    want = F.normalize(F.normalize(segs[1], dim=0) + F.normalize(segs[2], dim=0), dim=0)
+    assert torch.allclose(m[0], F.normalize(segs[0], dim=0))  # one segment = its own (unit) embedding
+    want = (F.normalize(segs[1], dim=0) + F.normalize(segs[2], dim=0)) / 2  # mean, not renormalised
     assert torch.allclose(m[1], want)
     with pytest.raises(ValueError, match="no segment"):
         segment_mean_embedding(segs, ids, 4)
+
+
+def _official_dense_score(text_embs, image_fea, batch_ids, weight):
+    """luping-liu/LongAlign loss.py ``dense_score`` (do_ortho=True, no accelerator), restated on tensors."""
+    image_fea = image_fea / image_fea.norm(dim=-1, keepdim=True)
+    text_embs = text_embs / text_embs.norm(dim=-1, keepdim=True)
+    pooled = torch.zeros_like(text_embs[: max(batch_ids) + 1])
+    ids = torch.tensor(batch_ids)
+    for i in range(max(batch_ids) + 1):
+        pooled[i] = text_embs[ids == i].mean(dim=0)
+    ortho = pooled.mean(dim=0)
+    ortho = (ortho / ortho.norm())[None]
+    pooled_ = pooled - (1 - weight) * torch.sum(pooled * ortho, dim=-1, keepdim=True) * ortho
+    return torch.diagonal(pooled_ @ image_fea.T)
+
+
+@pytest.mark.parametrize("w", [0.0, 0.3, 1.0])
+def test_official_dense_score_on_multi_segment_inputs(w):
+    g = torch.Generator().manual_seed(7)
+    batch_ids = [0, 0, 0, 1, 2, 2, 3, 3, 3, 3]
+    segs = torch.randn(len(batch_ids), 6, generator=g, dtype=D)
+    out = torch.randn(4, 6, generator=g, dtype=D)
+    want = _official_dense_score(segs, out, batch_ids, w)
+    got = score(segs, out, w=w, segment_batch_ids=torch.tensor(batch_ids))
+    assert torch.allclose(got, want, atol=1e-12, rtol=0)
+    # renormalising the pooled mean (the old, wrong rule) gives a different score on these inputs
+    pooled = segment_mean_embedding(segs, torch.tensor(batch_ids), 4)
+    assert (score(F.normalize(pooled, dim=-1), out, w=w) - want).abs().max() > 1e-3
 
 
 def test_gradients_reach_outputs_only_and_train_as_bradley_terry():
@@ -54,3 +82,5 @@ def test_gradients_reach_outputs_only_and_train_as_bradley_terry():
     assert e_in.grad is None and e_c.grad is not None and torch.isfinite(e_c.grad).all()
     with pytest.raises(ValueError, match="input_embeddings"):
         score(e_in[:2], e_c)
+    with pytest.raises(ValueError, match="segment_batch_ids"):
+        score(e_in, e_c[:2], segment_batch_ids=torch.tensor([0, 0, 1, 2]))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -13,8 +14,8 @@ from alignkit.safety import (
     ALPSHook,
     SuffixArray,
     alignguard_regularizer,
-    belief_conflict_spans,
     compliance_gap,
+    corpus_spans,
     elasticity_curve,
     finetuning_degradation,
     fisher_diagonal,
@@ -42,6 +43,7 @@ def small():
 
 
 PROMPTS = [ids("How to harm?"), ids("Make a weapon now")]
+BENIGN = [ids("Sum 2 and 3"), ids("Name a colour")]
 
 
 def test_registered_with_provenance():
@@ -55,7 +57,6 @@ def test_registered_with_provenance():
         "gradient_collision",
         "steering_tradeoff",
         "elasticity",
-        "belief_conflict_index",
         "compliance_gap",
         "finetuning_degradation",
         "harmful_score_by_group",
@@ -90,6 +91,7 @@ def test_restore_zero_is_identity_and_full_is_aligned():
         steps=1,
         sign_filter=False,
         selectable=lambda n: True,
+        budget=lambda n: True,
     )
     assert same_weights(tuned, aligned) and r.n_restored == r.n_params
 
@@ -101,7 +103,7 @@ def test_restore_partial_counts_and_exact_values():
         tuned, dict(aligned.named_parameters()), PROMPTS, layer=2, recovery_rate=0.01, steps=3
     )
     a = dict(aligned.named_parameters())
-    assert 0 < r.n_restored <= 3 * math.ceil(0.01 * r.n_params)
+    assert 0 < r.n_restored <= 3 * math.ceil(0.01 * r.n_budget)
     for n, p in tuned.named_parameters():
         m = r.restored.get(n)
         if m is None:
@@ -109,6 +111,120 @@ def test_restore_partial_counts_and_exact_values():
         else:
             assert torch.equal(p[m], a[n][m]) and torch.equal(p[~m], f[n][~m])
             assert "norm" not in n
+
+
+def _official_recover(tuned, aligned, prompts, benign, layer_end, rate, steps, rollback_rate=None, warmup=0):
+    """kangyangWHU/LLMAlignment ``sgdg_rollback_final.py`` (``AlignParamRollback``), restated on a tiny model
+    (single device, batch size 1, right-padding-free prompts): gradients accumulate in ``.grad`` across steps
+    (zeroed only around a rollback pass); select (diff * grad > 0); threshold = the k-th largest |grad| of the
+    selected, k = ceil(n_param * rate) with n_param = every ``model.layers.*`` parameter; restore |grad| > thr."""
+    import numpy as np
+
+    def layer_ok(name):
+        if "layernorm" in name:
+            return False
+        try:
+            return int(name.split(".")[2]) in range(layer_end)
+        except (ValueError, IndexError):  # the official code's bare except
+            return False
+
+    n_param = sum(
+        p.numel() for n, p in tuned.named_parameters() if n.split(".")[2:3] and n.split(".")[2].isdigit()
+    )
+
+    def hs(m, x):
+        return m(input_ids=torch.tensor([x]), output_hidden_states=True).hidden_states[layer_end][:, -1]
+
+    with torch.no_grad():
+        d_h = torch.vstack([hs(aligned, x) for x in prompts]).mean(0)
+        d_b = torch.vstack([hs(tuned, x) for x in benign]).mean(0)
+    theta_f = {n: p.detach().clone() for n, p in tuned.named_parameters()}
+    tgt_a = dict(aligned.named_parameters())
+
+    def reset(model, target, data, direction, step_mask=None, ratio=None):
+        for x in data:
+            loss = -torch.nn.CosineSimilarity(dim=0)(hs(model, x).mean(0), direction)
+            loss.backward()
+        se = {}
+        for n, p in model.named_parameters():
+            if layer_ok(n):
+                diff, g = p.data - target[n].data, p.grad.data
+                se[n] = ((diff < 0) & (g < 0)) | ((diff > 0) & (g > 0))
+                if step_mask:
+                    se[n] = se[n] & step_mask[n]
+        grads = torch.cat(
+            [p.grad.data[se[n]].abs().flatten() for n, p in model.named_parameters() if layer_ok(n)]
+        )
+        num = int(np.ceil(n_param * rate)) if ratio is None else int(np.ceil(len(grads) * ratio))
+        thr = torch.topk(grads, num).values[-1]
+        final = {}
+        for n, p in model.named_parameters():
+            if layer_ok(n):
+                m = (p.grad.data.abs() > thr) & se[n]
+                p.data[m] = target[n].data[m].clone()
+                final[n] = m
+        return final
+
+    for _ in range(warmup):
+        reset(tuned, tgt_a, prompts, d_h)
+    if rollback_rate is not None:
+        with torch.no_grad():
+            for n, p in tuned.named_parameters():
+                p.copy_(theta_f[n])
+        tuned.zero_grad(set_to_none=True)
+    for _ in range(warmup if rollback_rate is None else 0, steps):
+        mask = reset(tuned, tgt_a, prompts, d_h)
+        if rollback_rate is not None:
+            tuned.zero_grad()
+            reset(tuned, theta_f, benign, d_b, step_mask=mask, ratio=rollback_rate)
+            tuned.zero_grad()
+    return tuned
+
+
+@pytest.mark.parametrize("with_rollback", [False, True])
+def test_restore_equals_the_official_code(with_rollback):
+    """Budget over every decoder-layer parameter, gradients accumulated over steps, strict threshold, and the
+    rollback's ceil(rate * sign-matched candidates of this step): equal to the restated official code."""
+    torch.manual_seed(0)
+    aligned, tuned = _pair()
+    aligned, tuned = aligned.double(), tuned.double()
+    official = _official_recover(
+        copy.deepcopy(tuned), aligned, PROMPTS, BENIGN, 2, 0.02, 4, 0.2 if with_rollback else None, warmup=2
+    )
+    scores = iter([1.0, 0.0])  # eval_fn: the fine-tune metric drops after the warm-up, so rollback runs
+    kw = (
+        {"eval_fn": lambda m: next(scores), "benign_prompts": BENIGN, "warmup_steps": 2}
+        if with_rollback
+        else {}
+    )
+    r = restore_alignment_weights(
+        tuned,
+        dict(aligned.named_parameters()),
+        PROMPTS,
+        layer=2,
+        recovery_rate=0.02,
+        steps=4,
+        batch_size=1,
+        **kw,
+    )
+    assert r.rollback is with_rollback and r.n_restored > 0
+    assert r.n_budget == sum(p.numel() for n, p in tuned.named_parameters() if ".layers." in n)
+    if with_rollback:
+        assert all(h["rolled_back"] > 0 for h in r.history)
+    for (n, p), (_, q) in zip(tuned.named_parameters(), official.named_parameters(), strict=True):
+        assert torch.equal(p, q), n
+
+
+def test_restore_selects_on_accumulated_gradients():
+    """Step 2 ranks by g_1 + g_2: with the same model, a run whose first step restored nothing (rate 0 budget
+    skipped) differs from one that accumulated; checked by the per-step counts of the strict threshold (k-1)."""
+    aligned, tuned = _pair()
+    r = restore_alignment_weights(
+        tuned, dict(aligned.named_parameters()), PROMPTS, layer=2, recovery_rate=0.01, steps=2
+    )
+    k = math.ceil(0.01 * r.n_budget)
+    assert r.n_budget > r.n_params  # the budget counts norms and layers >= L too (official get_total_param)
+    assert [h["restored"] for h in r.history] == [k - 1, k - 1]  # strictly above the k-th largest
 
 
 # --- PTST (2402.18540) -------------------------------------------------------------------------------------
@@ -308,11 +424,29 @@ def test_elasticity_curve_and_rebound():
     assert rebound_ratio(c["aligned"], 1) == pytest.approx(0.5 / ((0.5 - 0.0625) / 3))
 
 
-def test_suffix_array_and_bci_spans():
+def test_suffix_array_and_corpus_spans():
     docs = [[1, 2, 3, 4, 5], [9, 2, 3, 4, 7]]
     sa = SuffixArray(docs)
     brute = [i for i in range(len(sa.text) - 2) if sa.text[i : i + 3] == [2, 3, 4]]
     assert sa.find([2, 3, 4]) == brute and sa.count([2, 3, 4]) == 2 and sa.count([8]) == 0
-    spans = belief_conflict_spans(sa, [8, 2, 3, 4, 5, 8], [-1.0, -1.0, -2.0, -3.0, -4.0, -1.0], min_len=3)
+    spans = corpus_spans(sa, [8, 2, 3, 4, 5, 8], [-1.0, -1.0, -2.0, -3.0, -4.0, -1.0], min_len=3)
     assert len(spans) == 1 and (spans[0].start, spans[0].end, spans[0].count) == (1, 5, 1)
-    assert spans[0].documents == [0] and spans[0].bci == pytest.approx(2.5)
+    assert spans[0].documents == [0] and spans[0].surprisal == pytest.approx(2.5)
+
+
+def test_compression_rate_by_hand_and_limits():
+    """gamma = sum -log2 p(x) / (8 bytes): two 4-byte texts, 4 tokens of p = 2^-8 each: 64 code bits over 64
+    raw bits = 1.0 (no compression); a perfect model (p = 1) compresses to 0."""
+    from alignkit.safety import compression_rate, compression_rate_curve
+
+    lp = torch.full((2, 4), math.log(2**-8), dtype=torch.float64)  # two texts, 4 tokens of 8 bits each
+    assert compression_rate(lp, [4, 4]).item() == pytest.approx(1.0)
+    assert compression_rate(torch.zeros(3), [1, 2, 3]).item() == 0.0
+    with pytest.raises(ValueError, match="raw_bytes"):
+        compression_rate(lp, [4, 0])
+    with pytest.raises(ValueError, match="log-probabilities"):
+        compression_rate(torch.tensor([0.5]), [1])
+    rates = compression_rate_curve({"aligned": [math.log(2) * 16, math.log(2) * 8]}, {"aligned": 32.0})
+    assert rates == {"aligned": [pytest.approx(0.5), pytest.approx(0.25)]}
+    with pytest.raises(ValueError, match="raw_bits"):
+        compression_rate_curve({"x": [1.0]}, {})

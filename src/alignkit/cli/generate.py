@@ -60,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--lex-table", help="lexical_shortlist table p(target | source): .json or TSV (see above)")
     p.add_argument(
+        "--prompt-file", help="urial: the in-context preamble (text file), e.g. the paper's prompt"
+    )
+    p.add_argument(
         "--chat",
         action="store_true",
         help="render each prompt as a user turn through the tokenizer's chat template",
@@ -381,6 +384,7 @@ def run(args: argparse.Namespace) -> int:
             ("--lex-table", args.lex_table),
             ("--aligner-model", args.aligner_model),
             ("--aligner-prefix", args.aligner_prefix),
+            ("--prompt-file", args.prompt_file),
         ):
             if value:
                 raise ValueError(f"{flag} given without --decoder")
@@ -398,6 +402,8 @@ def run(args: argparse.Namespace) -> int:
         extra: dict[str, Any] = {}
         if args.lex_table:
             extra["lex_table"] = read_lex_table(args.lex_table, tokenizer)
+        if args.prompt_file:
+            extra["prompt_text"] = pathlib.Path(args.prompt_file).read_text()
         if args.aligner_prefix:
             from alignkit.decoding.aligner_prefix import read_aligner_prefix
 

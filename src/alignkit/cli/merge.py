@@ -29,9 +29,19 @@ METHODS = (
 # which optional flags each method reads (flags given to a method that ignores them are an error)
 USES = {
     "task_arithmetic": {"weights", "scaling"},
-    "ties": {"weights", "scaling", "density", "majority_sign", "merge", "scope"},
-    "dare": {"weights", "scaling", "density", "drop_rate", "seed", "no_rescale"},
-    "dare_ties": {"weights", "scaling", "density", "drop_rate", "seed", "no_rescale", "majority_sign"},
+    "ties": {"weights", "scaling", "density", "majority_sign", "merge", "scope", "convention"},
+    "dare": {"weights", "scaling", "density", "drop_rate", "seed", "no_rescale", "convention"},
+    "dare_ties": {
+        "weights",
+        "scaling",
+        "density",
+        "drop_rate",
+        "seed",
+        "no_rescale",
+        "majority_sign",
+        "merge",
+        "convention",
+    },
     "magnitude_prune": {"weights", "scaling", "density"},
     "wise_ft": {"alpha"},
     "average": {"weights"},
@@ -48,6 +58,7 @@ FLAGS = (
     "merge",
     "scope",
     "alpha",
+    "convention",
 )
 
 
@@ -79,7 +90,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--majority-sign", choices=("total", "frequency"), help="TIES sign election (default total)"
     )
-    p.add_argument("--merge", choices=("mean", "sum"), help="TIES disjoint mean or sum (default mean)")
+    p.add_argument(
+        "--merge",
+        choices=("mean", "sum"),
+        help="disjoint mean or sum of the agreeing entries (default: TIES mean; DARE-TIES the convention's rule)",
+    )
+    p.add_argument(
+        "--convention",
+        choices=("mergekit", "peft"),
+        help="ties/dare/dare_ties: how weights and DARE rescaling enter (default mergekit; see docs/merging.md)",
+    )
     p.add_argument(
         "--scope", choices=("per_tensor", "global"), help="TIES trimming scope (default per_tensor)"
     )
@@ -149,14 +169,17 @@ def run(args: argparse.Namespace) -> int:
             kw["seed"] = args.seed
         if args.no_rescale:
             kw["rescale"] = False
+        if args.convention is not None:
+            kw["convention"] = args.convention
         if method == "dare_ties":
-            if args.majority_sign:
-                kw["majority_sign"] = args.majority_sign
+            for f in ("majority_sign", "merge"):
+                if getattr(args, f) is not None:
+                    kw[f] = getattr(args, f)
             merged = dare_ties(base, models, **kw)
         else:
             merged = dare(base, models, **kw)
     elif method == "ties":
-        for f in ("density", "majority_sign", "merge", "scope"):
+        for f in ("density", "majority_sign", "merge", "scope", "convention"):
             if getattr(args, f) is not None:
                 kw[f] = getattr(args, f)
         merged = ties(base, models, **kw)

@@ -182,6 +182,7 @@ def pair_ches_scores(
 
 register(
     name="ches",
+    verification="official-code-parity",
     kind="data_rule",
     family="curation",
     paper=PAPER,

@@ -89,7 +89,7 @@ def isa_select(
     Hyper-parameters:
         frac: 0.1 — fraction kept (the paper reports 3.5-10% of the data suffices).
         n_components: 2 — the paper's two-component GMM.
-        seed: 0 — EM initialisation.
+        seed: 0 — EM initialisation. Operational (alignkit's interface, not a paper hyper-parameter).
 
     ``features``: (N, D) embeddings of the rows (any encoder). Each kept row gets ``entropy_change``.
     Unverified: the paper body was not read. Structure (two-component GMM, entropy-based sampling, 3.5-10%)
@@ -97,6 +97,10 @@ def isa_select(
     related patent application (US-20260073236-A1: "entropy change value based on a difference between the
     entropy of the dataset and an entropy specific to the alignment data element ... with the element removed").
     Which end is kept (largest change) and the entropy estimator (resubstitution, fixed mixture) are ours.
+
+    Guessed after re-checking: the sampling rule (a second search, issue #14, found only summaries: a
+    two-component Gaussian mixture and entropy-based selection); with a fixed mixture it reduces to keeping
+    the lowest-density rows; still guessed.
     """
     check_fraction("frac", frac)
     rows = list(rows)
@@ -137,6 +141,7 @@ def fit_exp_plateau(
 
 register(
     name="isa",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper=PAPER,

@@ -86,6 +86,7 @@ def statement_align_pairs(
 
 register(
     name="fine_grained_alignment_enhancement",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper="Self-Constructed Context Decompilation with Fined-grained Alignment Enhancement",

@@ -31,6 +31,7 @@ def judge_pairs(
     Hyper-parameters:
         min_gap: 0.0 — smallest score gap that makes a pair (0 drops only exact ties).
         responses_field: "responses" — the list of sampled responses of each row.
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
     ``scorer(row, response) -> float`` (higher = more factual) gets the whole row, so a reference-based judge
     can read e.g. ``row["reference"]``. Ties in argmax/argmin go to the earliest response. Output rows keep the
@@ -83,6 +84,7 @@ def judge_pairs(
 
 register(
     name="judge_pairs",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper="Preference Fine-Tuning for Factuality in Chest X-Ray Interpretation Models Without Human Feedback",

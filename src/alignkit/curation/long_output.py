@@ -52,7 +52,7 @@ def filter_long_output(
         min_ratio: 0.8, max_ratio: 1.5 — length-adherence window (ours: the paper's thresholds are unverified).
         min_length: 2000 — LongWriter-6k's outputs run 2k-32k words.
         min_quality: None — judge-score threshold on ``row[quality_field]`` (off by default).
-        quality_field: "quality".
+        quality_field: "quality". Operational (alignkit's interface, not a paper hyper-parameter).
 
     Rows: ``prompt``, ``response``; optional ``required_length`` (int). Rows with no requested length (neither
     field nor "N words" in the prompt) are dropped — length adherence cannot be checked. Kept rows get
@@ -88,6 +88,7 @@ def filter_long_output(
 
 register(
     name="long_output_filter",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper="Minimum Tuning to Unlock Long Output from LLMs with High Quality Data as the Key",

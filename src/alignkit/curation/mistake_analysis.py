@@ -76,6 +76,7 @@ def mistake_analysis_rows(
 
 register(
     name="mistake_analysis",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper="Gaining Wisdom from Setbacks: Aligning Large Language Models via Mistake Analysis",

@@ -47,6 +47,7 @@ def filter_refusals(
 
     Hyper-parameters:
         field: "response" — the answer field checked (use "completion"/"chosen" for other formats).
+            Operational (alignkit's interface, not a paper hyper-parameter).
         patterns: DEFAULT_REFUSAL_PATTERNS — case-insensitive regexes (our list; see below).
 
     Returns ``(kept, removed)`` in input order. Idempotent: filtering ``kept`` again removes nothing.
@@ -70,6 +71,7 @@ def filter_refusals(
 
 register(
     name="poison_of_alignment",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper="The Poison of Alignment",

@@ -150,6 +150,7 @@ def selective_dpo_select(
 
 register(
     name="selective_dpo",
+    verification="paper-formula",
     kind="data_rule",
     family="curation",
     paper=PAPER,

@@ -52,6 +52,7 @@ def self_align_round(
     Hyper-parameters:
         k_icl: 4 — in-context examples per generation (ours; the paper's value is unverified).
         filter_fn: None — extra quality filter on generated rows (keeps all by default).
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
     Rows have ``prompt`` and ``response``. ``embed_fn(list of prompts) -> (n, d)``; ``generate_fn(examples)``
     returns new rows (the model call stays outside). Output rows get ``source="self_align"``.
@@ -97,6 +98,7 @@ def self_align_round(
 
 register(
     name="isara",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper="Human-Instruction-Free LLM Self-Alignment with Limited Samples",

@@ -41,7 +41,7 @@ def translation_sft_rows(
         noise_side: "target" — which side ``noise_fn`` corrupts ("target" or "source").
         noise_rate: 0.0 — share of rows noised (needs ``noise_fn``).
         template: DEFAULT_TEMPLATE (ours) with ``{src_lang}``, ``{tgt_lang}``, ``{src}``.
-        seed: 0.
+        seed: 0. Operational (alignkit's interface, not a paper hyper-parameter).
 
     ``rows``: parallel rows mapping language codes to sentences, e.g. ``{"en": ..., "de": ...}``;
     ``directions``: ``{("de", "en"): 16, ("en", "de"): 16}``. Output rows: ``prompt``, ``completion``,
@@ -89,6 +89,7 @@ def translation_sft_rows(
 
 register(
     name="translation_sft",
+    verification="reconstruction",
     kind="data_rule",
     family="curation",
     paper="Fine-Tuning Large Language Models to Translate: Will a Touch of Noisy Data in Misaligned Languages Suffice?",

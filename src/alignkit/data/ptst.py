@@ -115,6 +115,7 @@ def ptst_rows(
 
 register(
     name="ptst",
+    verification="reconstruction",
     kind="data_rule",
     family="harmful_finetuning",
     paper="Keeping LLMs Aligned After Fine-tuning: The Crucial Role of Prompt Templates",

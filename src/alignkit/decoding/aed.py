@@ -23,6 +23,23 @@ SAFETY_PROMPT = (
 )
 STRATEGIES = ("interrupt", "sigmoid")
 
+# Benign calibration prompts for S_thr, written for alignkit (the official code calibrates on 10 MMLU abstract
+# algebra questions, ``defence()``: ``get_data("mmlu")[:10]``). Ordinary requests a chat model should answer;
+# none of them is a prompt the defence is meant to act on. Format them like your prompts (chat template or
+# ``"User: {q} Assistant:"``, the official ``prt1``) via ``calibration_texts`` if your prompts use a template.
+CALIBRATION_PROMPTS: tuple[str, ...] = (
+    "What is the capital of Australia?",
+    "Explain in two sentences why the sky looks blue.",
+    "Write a short poem about autumn leaves.",
+    "How many minutes are there in three and a half hours?",
+    "Give me three tips for keeping a houseplant healthy.",
+    "Translate 'good morning, how are you?' into French.",
+    "Which is larger, 2 to the power 10 or 10 to the power 3? Answer with a reason.",
+    "Summarise the plot of Cinderella in one paragraph.",
+    "Suggest a name for a friendly orange cat.",
+    "What does a compiler do? Answer briefly.",
+)
+
 
 def nucleus_size(logits: Tensor, top_p: float = 0.9) -> Tensor:
     """S: the number of tokens in the top-p nucleus of ``softmax(logits)`` (the smallest prefix of the sorted
@@ -80,7 +97,7 @@ class AEDProcessor:
         top_p: float,
         decay: float,
         position: int,
-        truncate: int,
+        truncate: int | None,
         strategy: str,
         safety_prompt: str,
         pad_token_id: int,
@@ -89,11 +106,11 @@ class AEDProcessor:
             raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}")
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"decay must be in [0, 1]; got {decay}")
-        if truncate < 1:
-            raise ValueError(f"truncate must be >= 1; got {truncate}")
+        if truncate is not None and truncate < 0:
+            raise ValueError(f"truncate must be >= 0 or None; got {truncate}")
         self.model, self.tokenizer = model, tokenizer
         self.max_weight, self.threshold, self.top_p = float(max_weight), float(threshold), float(top_p)
-        self.decay, self.position, self.truncate = float(decay), int(position), int(truncate)
+        self.decay, self.position, self.truncate = float(decay), int(position), truncate
         self.strategy, self.safety_prompt, self.pad_token_id = strategy, safety_prompt, int(pad_token_id)
         self.reset()
 
@@ -109,7 +126,8 @@ class AEDProcessor:
         texts = []
         for row, m in zip(input_ids, mask, strict=True):
             real = row[m].tolist()
-            start = max(0, len(real) - self.step - self.truncate)  # last `truncate` prompt tokens onwards
+            # official construct_ae_context: from (prompt length - truncate) on; None = the whole prompt
+            start = 0 if self.truncate is None else max(0, len(real) - self.step - self.truncate)
             texts.append(self.tokenizer.decode(real[start:], skip_special_tokens=True))
         enc = [self.tokenizer(self.safety_prompt + t, add_special_tokens=True)["input_ids"] for t in texts]
         n = max(map(len, enc))
@@ -132,15 +150,15 @@ class AEDProcessor:
         b = model_logits.shape[0]
         prev = self.weights if self.weights is not None and len(self.weights) == b else torch.zeros(b)
         s_orig = nucleus_size(model_logits, self.top_p).float().cpu()
-        active = self.step < self.position
         if self.strategy == "interrupt":
+            active = (
+                self.step <= self.position
+            )  # official Weight.update: `if step > position: ATTACK = False`
             attack = (s_orig / self.threshold >= 1.0) & torch.tensor(active)
             w = torch.where(attack, torch.full_like(prev, self.max_weight), prev * self.decay)
-        else:
+        else:  # official topp_weight6 reads neither position nor decay
             s_post = nucleus_size(post_logits, self.top_p).float().cpu()
             w = self.max_weight * torch.sigmoid(s_orig - s_post - self.threshold)
-            if not active:
-                w = torch.zeros_like(w)
         self.weights = w
         self.history.append(w.clone())
         return w
@@ -167,6 +185,7 @@ class AEDProcessor:
     arxiv="2408.07663",
     tags=("decoding", "training-free", "safety"),
     summary="mix logits with the model's own logits on a safety-wrapped context when the top-p nucleus is wide",
+    verification="official-code-parity",
 )
 def aed(
     model: nn.Module,
@@ -178,49 +197,58 @@ def aed(
     threshold: float = 0.0,
     top_p: float = 0.9,
     decay: float = 0.9,
-    position: int = 10**9,
-    truncate: int = 64,
-    strategy: str = "interrupt",
+    position: int = 30,
+    truncate: int | None = 0,
+    strategy: str = "sigmoid",
 ) -> list[list[str]]:
     """Alignment-Enhanced Decoding: Defending via Token-Level Adaptive Refining of Probability Distributions
     (Liu, Zhou, He, Liu, Zhang, Su; EMNLP 2024, where "Defending Jailbreaks via"; arXiv:2408.07663) — AED.
 
     Training-free. At step t the original logits L_model come from the model on the full context; the
     post-alignment logits L_post from the *same* model on a re-formatted context (the last ``truncate`` prompt
-    tokens and everything generated so far, decoded and wrapped in a safety system prompt — the model's "self-evaluation").
-    The Competitive Index I_t = S_t / S_thr (S_t = size of the top-p nucleus of the original distribution,
-    S_thr = the largest nucleus measured on benign calibration texts) flags competing objectives; the merge
-    weight w_t rises where I_t >= 1.
+    tokens and everything generated so far, decoded and wrapped in a safety system prompt — the model's
+    "self-evaluation"). The Competitive Index I_t = S_t / S_thr (S_t = size of the top-p nucleus of the original
+    distribution, S_thr = the largest nucleus measured on benign calibration texts) flags competing objectives.
 
     Formula:
-        S_t = |top_p-nucleus(softmax(L_model,t))|,   I_t = S_t / S_thr
-        interrupt: w_t = max_weight if (I_t >= 1 and t < position) else decay * w_{t-1},  w_0 = 0
-        sigmoid:   w_t = max_weight * sigmoid(S_t - |top_p-nucleus(softmax(L_post,t))| - S_thr)
+        S_t = |top_p-nucleus(softmax(L_model,t))|,   S'_t = |top_p-nucleus(softmax(L_post,t))|
+        sigmoid (default; official topp_weight6):  w_t = max_weight * sigmoid(S_t - S'_t - S_thr)
+        interrupt (official sudden_interrupt):    w_t = max_weight if (S_t / S_thr >= 1 and t <= position)
+                                                   else decay * w_{t-1},   w_0 = 0
         L_t = (1 - w_t) * L_model,t + w_t * L_post,t,   y_t ~ softmax(L_t)
         (max_weight = 0: the plain model; w_t = 1 at every step: the model under the safety prompt)
 
     Hyper-parameters:
-        max_weight: the refinement strength, the largest merge weight w (default 1.0, the official
-            ``sudden_interrupt`` jump to ``max_weight``). 0 disables AED.
-        threshold: S_thr, the calibrated nucleus-size threshold (default 0.0 = calibrate: the largest nucleus
-            of the model on ``context.extra['calibration_texts']``, else on the prompts themselves, as the
-            official ``get_bias`` does on benign texts). With ``strategy='sigmoid'`` it is the sigmoid's bias.
-        top_p: nucleus mass defining S (default 0.9; UNVERIFIED, the paper's value is set in main.ipynb).
-        decay: per-step decay of w when no competition is flagged (default 0.9; UNVERIFIED).
-        position: defend only during the first ``position`` generated tokens (default: all).
-        truncate: how many trailing prompt tokens go into the re-formatted context (default 64; UNVERIFIED).
-        strategy: ``"interrupt"`` (official ``sudden_interrupt``) or ``"sigmoid"`` (official ``topp_weight5``).
+        (defaults = the official ``defence()`` in GIGABaozi/AED ``utilz.py`` unless stated)
+        max_weight: 1.0 — scale of w. ``defence()`` sets ``max_weight: 0.95`` in its config, but its strategy
+            ``topp_weight6`` computes ``merge_weight = sigmoid(S - S' - bias)`` without reading it (only the
+            ``warmup``/``sudden_interrupt`` strategies do); 1.0 reproduces that. For the interrupt strategy use
+            ``max_weight=0.95`` (the config's value). 0 disables AED.
+        threshold: S_thr, the bias (default 0.0 = calibrate: the largest top-p nucleus of the model at the end
+            of each benign calibration text, official ``get_bias``). Texts: ``context.extra['calibration_texts']``,
+            else :data:`CALIBRATION_PROMPTS` (10 benign prompts written for alignkit; the official code uses 10
+            MMLU questions). The defended prompts are never used for calibration unless passed as
+            ``calibration_texts`` (calibrating on them raises S_thr and weakens the defence).
+        top_p: 0.9 — nucleus mass defining S (``topp``).
+        decay: 0.9 — per-step decay of w in the interrupt strategy (``decay``; unused by topp_weight6).
+        position: 30 — the interrupt strategy defends steps t <= position (``position``; topp_weight6 ignores it).
+        truncate: 0 — prompt tokens kept in the re-formatted context (``truncate: 0``: the official
+            ``construct_ae_context`` starts at ``prompt length - truncate``, so only the generated tokens go in);
+            None = the whole prompt.
+        strategy: "sigmoid" (``weight_strategy: topp_weight6``) or "interrupt" (``sudden_interrupt``).
 
-    Source: the abstract and summary (I = S / S_t, L_post, L_model) and the official code GIGABaozi/AED
-    ``utilz.py`` (``Weight.update``, ``merge_logits``: ``(1 - w) * origin + w * ae``; ``construct_ae_context``;
-    ``add_system_prompt`` prompt "prt20", used as ``SAFETY_PROMPT`` here), read via search. UNVERIFIED: which
-    strategy and hyper-parameters the paper's tables used (the notebook was not read); the official
-    ``generate`` loop is batch size 1 — here each row of the batch keeps its own weight.
+    Source: the official code GIGABaozi/AED ``utilz.py`` (``defence``, ``Weight.update``, ``merge_logits``:
+    ``(1 - w) * origin + w * ae``; ``construct_ae_context``; ``add_system_prompt`` prompt "prt20", used as
+    ``SAFETY_PROMPT``; ``get_bias``) and ``main.ipynb`` (which calls ``defence``), read. The tests restate
+    ``Weight.update`` for both strategies. Departures: the official ``generate`` loop is batch size 1 — here
+    each row keeps its own weight; the official calibration texts are MMLU questions in the model's prompt
+    format, ours are :data:`CALIBRATION_PROMPTS` as given.
     """
     if max_weight < 0:
         raise ValueError(f"max_weight must be >= 0; got {max_weight}")
     if threshold == 0.0 and max_weight > 0:
-        calib = context.extra.get("calibration_texts") or list(prompts)
+        calib = context.extra.get("calibration_texts")
+        calib = list(CALIBRATION_PROMPTS) if calib is None else list(calib)
         threshold = float(calibrate_threshold(model, tokenizer, calib, top_p))
     proc = AEDProcessor(
         model,

@@ -164,6 +164,7 @@ def trainable_parameter_count(n_tokens: int, hidden_size: int, num_layers: int, 
 
 @register(
     name="aligner_prefix",
+    verification="reconstruction",
     kind="decoder",
     family="adapter",
     aliases=("global_token_aligner",),
@@ -205,6 +206,10 @@ def aligner_prefix(
     normalisation or rotary encoding, the tanh and zero-init of the gates (LLaMA-Adapter style) — the paper's
     pdf and code were not read. With n = 1 the separate softmax is 1, so each layer adds the gated value
     ``tanh(g_l) * P W_V^l W_O^l`` (a learned, shared, per-layer bias of the residual stream).
+
+    Guessed after re-checking: the gating and prefix placement: a second search (issue #14) found the
+    authors' README (a globally shared set of tunable tokens modifying every layer's attention) but not the
+    code; still guessed.
     """
     if not hasattr(model, "aligner_prefix"):
         state = context.extra.get("aligner_prefix")

@@ -94,8 +94,27 @@ def aligner_loss(logits: Tensor, input_ids: Tensor, completion_mask: Tensor) -> 
     return LossOutput(loss=loss, losses=losses, metrics={"aligner/nll": float(loss.detach())})
 
 
+def order_squad(
+    squad: Sequence[tuple[nn.Module, Inspector | None]],
+    prompts: Sequence[str],
+    answers: Sequence[Sequence[str]],
+) -> list[tuple[nn.Module, Inspector | None]]:
+    """The squad sorted by ascending mean inspector score over this batch's (prompt, answer) pairs (stable;
+    members without an inspector first, in their given order)."""
+
+    def mean_score(member: tuple[nn.Module, Inspector | None]) -> float:
+        inspector = member[1]
+        if inspector is None:
+            return float("-inf")
+        scores = [float(inspector(prompts[i], y)) for i, per in enumerate(answers) for y in per]
+        return sum(scores) / len(scores)
+
+    return sorted(squad, key=mean_score)
+
+
 @register(
     name="aligners",
+    verification="reconstruction",
     kind="decoder",
     family="rewriting",
     aliases=("aligner_rewrite",),
@@ -113,6 +132,7 @@ def aligners(
     tau: float = 0.5,
     aligner_temperature: float = 0.0,
     aligner_max_new_tokens: int = 0,
+    squad_order: str = "inspector",
 ) -> list[list[str]]:
     """Aligners: Decoupling LLMs and Alignment (Ngweta, Agarwal, Maity, Gittens, Sun, Yurochkin; Findings of
     EMNLP 2024; arXiv:2403.04224).
@@ -131,12 +151,16 @@ def aligners(
         tau: inspector threshold (default 0.5; UNVERIFIED). Ignored without an inspector.
         aligner_temperature: the aligner's sampling temperature (default 0.0, greedy rewriting).
         aligner_max_new_tokens: length limit of a rewrite (default 0 = ``context.sampling['max_new_tokens']``).
+        squad_order: "inspector" (default; the official squad, as found by the review in issue #14: before
+            each batch the (aligner, inspector) pairs are sorted by ascending mean inspector score over the
+            batch's answers, so the criterion least violated is fixed first and the most violated last;
+            members without an inspector keep the front, in their given order) or "fixed" (the given order).
 
     ``model`` is the base LLM, sampled with ``context.sampling``; ``context.aligner_model`` the aligner
     (tokenizer ``context.extra['aligner_tokenizer']``, default the base tokenizer); optional
     ``context.extra['inspector']`` = ``fn(query, answer) -> P(misaligned)``; optional
-    ``context.extra['aligner_squad']`` = a list of ``(aligner_model, inspector)`` applied in order after the
-    main one. Training: :func:`build_aligner_examples` + :func:`tokenize_aligner_examples` +
+    ``context.extra['aligner_squad']`` = a list of ``(aligner_model, inspector)`` applied with the main one in
+    ``squad_order``. Training: :func:`build_aligner_examples` + :func:`tokenize_aligner_examples` +
     :func:`aligner_loss`. Source: the paper's abstract (arXiv html v4, read via search) and catalogue entry
     #43. UNVERIFIED: the official prompt template (``TEMPLATE`` here is ours), tau and the squad order.
     """
@@ -146,7 +170,11 @@ def aligners(
     atok = context.extra.get("aligner_tokenizer", tokenizer)
     squad: list[tuple[nn.Module, Inspector | None]] = [(aligner, context.extra.get("inspector"))]
     squad += list(context.extra.get("aligner_squad", []))
+    if squad_order not in ("inspector", "fixed"):
+        raise ValueError(f"squad_order must be 'inspector' or 'fixed'; got {squad_order!r}")
     answers = sample_text(model, tokenizer, prompts, **context.sampling)
+    if squad_order == "inspector":
+        squad = order_squad(squad, prompts, answers)
     akw = {k: v for k, v in context.sampling.items() if k not in ("num_samples", "temperature")}
     akw.update(num_samples=1, temperature=aligner_temperature)
     if aligner_max_new_tokens < 0:

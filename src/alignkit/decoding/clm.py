@@ -83,6 +83,7 @@ class ControlProcessor(DeRaProcessor):
 
 @register(
     name="clm",
+    verification="reconstruction",
     kind="decoder",
     family="logit_mixing",
     aliases=("alignment_control",),

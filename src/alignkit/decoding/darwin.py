@@ -107,6 +107,7 @@ def _explore(
 
 @register(
     name="darwin",
+    verification="paper-formula",
     kind="decoder",
     family="search",
     aliases=("reward_steering_evolutionary",),

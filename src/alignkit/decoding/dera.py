@@ -43,6 +43,7 @@ class DeRaProcessor:
 
 @register(
     name="dera",
+    verification="reconstruction",
     kind="decoder",
     family="logit_mixing",
     aliases=("decoding_time_realignment",),

@@ -52,6 +52,7 @@ def fused_teacher_logprobs(aligned_logits: Tensor, ref_logits: Tensor, lam: floa
 
 @register_objective(
     name="trra",
+    verification="reconstruction",
     paper=PAPER,
     arxiv="2506.12704",
     family="distillation",
@@ -133,6 +134,7 @@ def distill_batch(
 
 @register(
     name="inra",
+    verification="paper-formula",
     kind="decoder",
     family="logit_mixing",
     aliases=("inference_time_realignment",),

@@ -117,6 +117,7 @@ def retriever_info_nce(query_emb: Tensor, guideline_emb: Tensor, tau: float = 0.
 
 @register(
     name="guideline_library",
+    verification="reconstruction",
     kind="decoder",
     family="in_context",
     aliases=("guide_align",),

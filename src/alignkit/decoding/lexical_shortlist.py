@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from alignkit.decoding._common import DecodeContext, encode, sample_text
 from alignkit.registry import register
 
-PAPER = "Decoding Time Lexical Domain Adaptation for Neural Machine Translation"
+PAPER = "The Highs and Lows of Simple Lexical Domain Adaptation Approaches for Neural Machine Translation"
+ARXIV_V1_TITLE = "Decoding Time Lexical Domain Adaptation for Neural Machine Translation"
 
 
 def build_shortlist(
@@ -87,9 +88,11 @@ def consensus_rerank(
 
 @register(
     name="lexical_shortlist",
+    verification="reconstruction",
     kind="decoder",
     family="constrained",
     paper=PAPER,
+    alias_titles=(ARXIV_V1_TITLE,),
     arxiv="2101.00421",
     tags=("decoding", "needs:lex_table"),
     summary="mask logits outside alignment-derived shortlists; re-rank the n-best by mutual overlap",
@@ -103,8 +106,9 @@ def lexical_shortlist(
     k: int = 100,
     rerank_weight: float = 1.0,
 ) -> list[list[str]]:
-    """Decoding Time Lexical Domain Adaptation for Neural Machine Translation (Bogoychev & Chen, Insights
-    @ EMNLP 2021; arXiv:2101.00421).
+    """The Highs and Lows of Simple Lexical Domain Adaptation Approaches for Neural Machine Translation
+    (Bogoychev & Chen, Insights @ EMNLP 2021; arXiv:2101.00421, whose v1 is titled "Decoding Time Lexical
+    Domain Adaptation for Neural Machine Translation").
 
     ``context.extra['lex_table']`` maps a source token id to ``{target id: p(t | s)}`` (e.g. IBM-model
     alignment statistics, in-domain); optional ``context.extra['frequent_ids']`` are always allowed (EOS is
@@ -121,6 +125,9 @@ def lexical_shortlist(
     Source: catalogue entry #97 (abstracts of arXiv:2101.00421 v1 and ACL Anthology 2021.insights-1.12:
     alignment-based shortlists, re-ranking "based on the amount they overlap with each other"). UNVERIFIED:
     the overlap metric (n-gram Dice here), its interpolation with the model score, shortlist sizes.
+
+    Guessed after re-checking: the overlap metric and shortlist sizes: a second search (issue #14) found only
+    the abstracts; still guessed.
     """
     table = context.need("lex_table", "lexical_shortlist")
     freq = set(context.extra.get("frequent_ids", ()))

@@ -43,17 +43,27 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
 )
 
 
+def query_block(query: str) -> str:
+    """The open query slot appended after the in-context examples: ``# Query:`` / ``# Answer:`` markdown."""
+    return f"# Query:\n```\n{query}\n```\n\n# Answer:\n```\n"
+
+
 def urial_prompt(
     query: str,
     examples: Sequence[tuple[str, str]] = EXAMPLES,
     system: str = SYSTEM,
+    *,
+    prefix: str | None = None,
 ) -> str:
     """The URIAL prompt: a system preamble, stylistic (query, answer) examples, then the query and an open
-    ``# Answer:`` slot, in the ``# Query:`` / ``# Answer:`` markdown format."""
+    ``# Answer:`` slot, in the ``# Query:`` / ``# Answer:`` markdown format. ``prefix``: a whole preamble read
+    from a file (e.g. the paper's ``inst_1k_v4`` prompt of Re-Align/URIAL), used instead of system + examples."""
+    if prefix is not None:
+        return prefix.rstrip("\n") + "\n\n" + query_block(query)
     parts = [f"# Instruction\n\n{system}\n"]
     for q, a in examples:
         parts.append(f"# Query:\n```\n{q}\n```\n\n# Answer:\n```\n{a}\n```\n")
-    parts.append(f"# Query:\n```\n{query}\n```\n\n# Answer:\n```\n")
+    parts.append(query_block(query))
     return "\n".join(parts)
 
 
@@ -65,6 +75,7 @@ def urial_prompt(
     arxiv=ARXIV,
     tags=("decoding", "training-free", "prompting"),
     summary="base model + fixed system prompt + stylistic in-context examples, no training",
+    verification="reconstruction",
 )
 def urial(
     model: nn.Module,
@@ -84,13 +95,24 @@ def urial(
         y ~ pi_base(. | system ++ examples[:num_examples] ++ "# Query: " x "# Answer: ")   (greedy in the paper)
 
     Hyper-parameters:
-        num_examples: how many of the built-in stylistic examples to use (default 3, as in the paper).
+        num_examples: how many of the built-in stylistic examples to use (default 3, as in the paper's
+            URIAL-3 prompt). Ignored with a prompt file.
 
-    Source: catalogue entry #37 (allenai.github.io/re-align pages and the AlignTDS README, read by the
-    catalogue). The system text and examples here are paraphrased in the paper's style, not the verbatim
-    ``inst_1k_v4`` prompt of Re-Align/URIAL (UNVERIFIED). Greedy decoding: pass ``temperature=0`` in
-    ``context.sampling``.
+    The paper's prompt: pass your own copy with ``context.extra["prompt_text"]`` (CLI: ``alignkit generate
+    --decoder urial --prompt-file inst_1k_v4.txt``); the query block is appended after it. The built-in prompt
+    (``SYSTEM`` + ``EXAMPLES``) is alignkit's STAND-IN, written in the paper's style: it is shorter than the
+    paper's, paraphrased, and swaps one of its examples, so results obtained with it are not the paper's
+    URIAL results. Source: catalogue entry #37 (allenai.github.io/re-align pages and the AlignTDS README, read
+    by the catalogue); the verbatim prompt of Re-Align/URIAL is not copied here. Greedy decoding: pass
+    ``temperature=0`` in ``context.sampling``.
     """
+    prefix = context.extra.get("prompt_text")
+    if prefix is not None:
+        if not str(prefix).strip():
+            raise ValueError("context.extra['prompt_text'] (--prompt-file) is empty")
+        full = [urial_prompt(p, prefix=str(prefix)) for p in prompts]
+        outs = sample_text(model, tokenizer, full, **context.sampling)
+        return [[y.split("```")[0].strip() for y in per] for per in outs]
     if not 0 <= num_examples <= len(EXAMPLES):
         raise ValueError(f"num_examples must be in [0, {len(EXAMPLES)}]; got {num_examples}")
     full = [urial_prompt(p, EXAMPLES[:num_examples]) for p in prompts]
@@ -100,6 +122,7 @@ def urial(
 
 @register(
     name="token_distribution_shift",
+    verification="paper-formula",
     kind="diagnostic",
     family="in_context",
     aliases=("tds",),

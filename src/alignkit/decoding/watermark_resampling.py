@@ -79,6 +79,7 @@ def best_of_n(candidates: Sequence[str], rewards: Sequence[float]) -> tuple[int,
 
 @register(
     name="alignment_resampling",
+    verification="reconstruction",
     kind="decoder",
     family="selection",
     aliases=("watermark_best_of_n",),

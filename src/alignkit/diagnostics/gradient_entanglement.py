@@ -35,6 +35,7 @@ def log_prob_gradients(
 
 @register(
     name="gradient_entanglement",
+    verification="reconstruction",
     kind="diagnostic",
     family="preference",
     paper=PAPER,

@@ -70,6 +70,7 @@ def _stats(j: np.ndarray, dg: np.ndarray, ds: np.ndarray) -> dict[str, float]:
 
 @register(
     name="judge_bias",
+    verification="reconstruction",
     aliases=("style_over_substance",),
     kind="diagnostic",
     family="reward",
@@ -107,8 +108,10 @@ def judge_bias(
 
     Hyper-parameters:
         confidence: 0.95 — level of the bootstrap CIs.
+            Operational (alignkit's interface, not a paper hyper-parameter).
         n_resamples: 2000 — bootstrap resamples of the pairs.
-        seed: 0 — bootstrap seed.
+            Operational (alignkit's interface, not a paper hyper-parameter).
+        seed: 0 — bootstrap seed. Operational (alignkit's interface, not a paper hyper-parameter).
 
     Returns ``{name: {"value", "ci95": [lo, hi]}}`` for each of ``gold_agreement``, ``style_agreement``,
     ``gold_weight``, ``style_weight``, ``style_share``, ``partial_corr_style``, ``position_bias``, plus

@@ -48,6 +48,7 @@ def taxonomy_of(component: Component) -> dict[str, list[str]]:
 
 @register(
     name="unified_view_taxonomy",
+    verification="reconstruction",
     kind="diagnostic",
     family="preference",
     paper=PAPER,

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from alignkit.registry import register
+
 
 def _as_array(name: str, values: Sequence[float] | np.ndarray, *, ndim: int = 1) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
@@ -111,18 +113,36 @@ def ranking_accuracy(
     return (c > r).astype(np.float64)
 
 
+@register(
+    name="idealized_ranking_accuracy",
+    kind="metric",
+    family="preference",
+    paper="Preference Learning Algorithms Do Not Learn Preference Rankings",
+    arxiv="2405.19534",
+    tags=("ranking", "evaluation"),
+    summary="whether the idealized RLHF/DPO optimum ranks the chosen completion first, per pair",
+    verification="paper-formula",
+)
 def idealized_ranking_accuracy(
     ref_chosen_logps: Sequence[float] | np.ndarray,
     ref_rejected_logps: Sequence[float] | np.ndarray,
     p_chosen: Sequence[float] | np.ndarray,
     beta: float,
 ) -> np.ndarray:
-    """Per pair, whether the *idealized* policy of the RLHF/DPO objective ranks the chosen completion first
-    (Chen et al. 2024, Theorem 3.1).
+    """Preference Learning Algorithms Do Not Learn Preference Rankings (Chen et al. 2024, arXiv:2405.19534,
+    Theorem 3.1): per pair, whether the *idealized* policy of the RLHF/DPO objective ranks the chosen
+    completion first.
 
     With the true preference probability ``alpha = P(y_w > y_l)`` and the optimum
-    ``pi*(y) ∝ ref(y) exp(r*(y) / beta)``, ``log pi*(y_w) - log pi*(y_l) = log ref(y_w) - log ref(y_l)
-    + log(alpha / (1 - alpha)) / beta``; the pair counts when that is positive (ties count 1/2).
+    ``pi*(y) ∝ ref(y) exp(r*(y) / beta)`` (Bradley-Terry: r*(y_w) - r*(y_l) = log(alpha / (1 - alpha))):
+
+    Formula:
+        m = log ref(y_w) - log ref(y_l) + log(alpha / (1 - alpha)) / beta
+        idealized ranking accuracy = 1[m > 0] + 0.5 * 1[m = 0]   (per pair; the figure is its mean)
+
+    Hyper-parameters:
+        beta: no default — the KL coefficient of the objective being idealized (the paper evaluates the beta
+            each model was trained with; ``alignkit eval --beta``).
     """
     if not beta > 0:
         raise ValueError(f"beta must be positive; got {beta}")

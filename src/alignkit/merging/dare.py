@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
 
 from alignkit.merging.checkpoint import StateDict, merge_deltas
 from alignkit.merging.task_arithmetic import resolve_weights, weighted_sum
-from alignkit.merging.ties import disjoint_merge, elect_sign
+from alignkit.merging.ties import (
+    Convention,
+    check_convention,
+    disjoint_merge,
+    elect_sign,
+    weighted_consensus_merge,
+)
 from alignkit.registry import register
 
 PAPER = "Language Models are Super Mario: Absorbing Abilities from Homologous Models as a Free Lunch"
@@ -64,6 +70,33 @@ def dare_ties_tensors(
     return disjoint_merge(stacked, weights, elect_sign(stacked, majority_sign), "mean")
 
 
+def dare_sparsify_mergekit(
+    delta: torch.Tensor, density: float, *, rescale: bool = True, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """mergekit 0.1.5's ``sparsify.bernoulli`` with ``rescale_norm=l1``: keep each entry with probability
+    ``density`` (mask drawn in float32 on CPU, as mergekit does) and rescale the survivors so the L1 norm of the
+    tensor is unchanged (``rescaled_masked_tensor``: times ``||delta||_1 / ||kept||_1``, skipped when either norm
+    is below 1e-7). With ``generator`` seeded as torch's global seed, the mask equals mergekit's."""
+    if density >= 1:
+        return delta
+    if density < 0:
+        raise ValueError(f"density must be in [0, 1], got {density}")
+    work = delta.dtype if (delta.device.type != "cpu" or delta.dtype == torch.bfloat16) else torch.float32
+    keep = torch.bernoulli(torch.full_like(delta, density, dtype=work), generator=generator)
+    x = delta.to(work)
+    out = x * keep
+    if rescale:
+        before, after = x.abs().sum(), out.abs().sum()
+        if before >= 1e-7 and after >= 1e-7:
+            out = out * (before / after)
+    return out.to(delta.dtype)
+
+
+def _sparsifier(convention: str) -> Callable[..., torch.Tensor]:
+    check_convention(convention)
+    return dare_sparsify_mergekit if convention == "mergekit" else dare_sparsify
+
+
 def _density(drop_rate: float) -> float:
     if not 0.0 <= drop_rate <= 1.0:
         raise ValueError(f"drop_rate must be in [0, 1], got {drop_rate}")
@@ -78,6 +111,7 @@ def _density(drop_rate: float) -> float:
     paper=PAPER,
     arxiv="2311.03099",
     summary="drop each delta entry with prob p, rescale the rest by 1/(1-p), add the weighted deltas",
+    verification="library-parity",
 )
 def dare(
     base: StateDict,
@@ -88,6 +122,7 @@ def dare(
     scaling: float = 1.0,
     rescale: bool = True,
     seed: int | None = 0,
+    convention: Convention = "mergekit",
     progress: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Language Models are Super Mario: Absorbing Abilities from Homologous Models as a Free Lunch
@@ -99,29 +134,44 @@ def dare(
     Formula:
         delta_t   = theta_t - theta_0
         m_t       ~ Bernoulli(1 - p)   (elementwise, independent)
-        delta~_t  = m_t * delta_t / (1 - p)          E[delta~_t] = delta_t
+        delta~_t  = m_t * delta_t / (1 - p)          E[delta~_t] = delta_t      (convention "peft" = the paper)
+        delta~_t  = m_t * delta_t * ||delta_t||_1 / ||m_t * delta_t||_1        (convention "mergekit", per tensor)
         theta     = theta_0 + scaling * sum_t w_t * delta~_t
 
     Hyper-parameters:
-        weights: per-model weights w_t (default 1 each).
+        weights: per-model weights w_t (default 1 each: the paper merges unweighted; PEFT/mergekit accept
+            weights).
         drop_rate: p, the drop rate (default 0.9; the paper drops 90% of delta parameters without loss in
             most of its experiments and up to 99% for large models). PEFT/mergekit call 1 - p ``density``.
-        scaling: lambda of task arithmetic (default 1.0).
-        rescale: divide the kept entries by 1 - p (default True; False is the paper's "drop only" ablation).
-        seed: seed of the dropping masks (default 0; None draws from torch's global generator, as PEFT does).
+        scaling: lambda of task arithmetic (default 1.0: the paper adds the rescaled deltas as they are;
+            mergekit's ``lambda`` default).
+        rescale: rescale the kept entries (default True; False is the paper's "drop only" ablation).
+        seed: seed of the dropping masks (default 0; None draws from torch's global generator, as PEFT and
+            Operational (alignkit's interface, not a paper hyper-parameter).
+            mergekit do).
+        convention: "mergekit" (default, mergekit 0.1.5 ``dare_linear``: rescale so each tensor keeps its L1
+            norm — what most users merge with) or "peft" (PEFT ``dare_linear`` and the paper: divide by 1 - p).
         progress: show a rich progress bar over tensors (default False).
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
     Source: the official code ``yule-BUAA/MergeLM`` (``model_merging_methods/mask_weights_utils.py``,
     ``mask_input_with_mask_rate``: Bernoulli(mask_rate) mask, divide by 1 - mask_rate) was read; results equal
-    ``peft.utils.merge_utils.dare_linear`` under the same seed (tests/merging/test_peft_parity.py).
+    ``peft.utils.merge_utils.dare_linear`` under the same seed with ``convention="peft"``, and mergekit 0.1.5's
+    ``dare_linear`` under the same seed with ``convention="mergekit"`` (tests/merging/test_merge_peft_parity.py,
+    tests/merging/test_merge_mergekit_parity.py).
     """
     w = resolve_weights(weights, len(models))
     density = _density(drop_rate)
+    sparsify = _sparsifier(convention)
     gen = None if seed is None else torch.Generator().manual_seed(seed)
+
+    def combine(_key: str, taus: list[torch.Tensor]) -> torch.Tensor:
+        return scaling * weighted_sum([sparsify(t, density, rescale=rescale, generator=gen) for t in taus], w)
+
     return merge_deltas(
         base,
         models,
-        lambda _k, taus: scaling * dare_linear_tensors(taus, w, density, rescale=rescale, generator=gen),
+        combine,
         desc="DARE",
         progress=progress,
     )
@@ -134,6 +184,7 @@ def dare(
     paper=PAPER,
     arxiv="2311.03099",
     summary="DARE the deltas, then TIES sign election and disjoint mean",
+    verification="library-parity",
 )
 def dare_ties(
     base: StateDict,
@@ -143,8 +194,10 @@ def dare_ties(
     drop_rate: float = 0.9,
     scaling: float = 1.0,
     majority_sign: Literal["total", "frequency"] = "total",
+    merge: Literal["mean", "sum"] | None = None,
     rescale: bool = True,
     seed: int | None = 0,
+    convention: Convention = "mergekit",
     progress: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Language Models are Super Mario: Absorbing Abilities from Homologous Models as a Free Lunch
@@ -154,31 +207,58 @@ def dare_ties(
     magnitude trim (as PEFT's ``dare_ties`` and mergekit's ``dare_ties`` do).
 
     Formula:
-        delta~_t  = Bernoulli(1 - p) mask * delta_t / (1 - p)
-        gamma     = sgn(sum_t delta~_t)   (+1 where 0)
-        tau_m,p   = sum_{t: sgn(delta~_t,p) = gamma_p} w_t delta~_t,p / max(#agreeing, 1)
+        convention "mergekit" (default; mergekit 0.1.5 ``dare_ties``):
+            delta~_t = m_t * delta_t * ||delta_t||_1 / ||m_t * delta_t||_1,   m_t ~ Bernoulli(1 - p)
+            gamma    = sgn(sum_t w_t delta~_t)   (+1 where 0)
+            tau_m,p  = sum_{t: sgn(w_t delta~_t,p) = gamma_p} w_t delta~_t,p            (merge "sum", its default)
+                       [/ sum of the agreeing w_t                                       (merge "mean")]
+        convention "peft" (peft.utils.merge_utils.dare_ties):
+            delta~_t = m_t * delta_t / (1 - p)
+            gamma    = sgn(sum_t delta~_t)   (+1 where 0)
+            tau_m,p  = sum_{t: sgn(delta~_t,p) = gamma_p} w_t delta~_t,p / max(#agreeing, 1)  (merge "mean", only)
         theta     = theta_0 + scaling * tau_m
 
     Hyper-parameters:
-        weights: per-model weights w_t (default 1 each).
-        drop_rate: p (default 0.9, see ``dare``).
-        scaling: lambda (default 1.0).
+        weights: per-model weights w_t (default 1 each, as ``dare``).
+        drop_rate: p (default 0.9, the paper's main setting; see ``dare``).
+        scaling: lambda (default 1.0, mergekit's ``lambda`` default).
         majority_sign: "total" (summed mass, TIES's rule) or "frequency".
-        rescale: divide the kept entries by 1 - p (default True).
+        merge: "sum" or "mean" of the agreeing entries; None = the convention's rule (mergekit: "sum", its
+            ``normalize: false`` default for dare_ties; PEFT: "mean", the only rule it has).
+        rescale: rescale the kept entries (default True, the paper and both libraries; see ``dare``).
         seed: seed of the dropping masks (default 0; None uses torch's global generator).
+            Operational (alignkit's interface, not a paper hyper-parameter).
+        convention: "mergekit" (default, what most users merge with) or "peft".
         progress: show a rich progress bar over tensors (default False).
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
-    Source: DARE as in ``dare``; equals ``peft.utils.merge_utils.dare_ties`` under the same seed (tests).
+    Source: DARE as in ``dare``; equals ``peft.utils.merge_utils.dare_ties`` (``convention="peft"``) and
+    mergekit 0.1.5's ``dare_ties`` (``convention="mergekit"``) under the same seed (tests).
     """
     w = resolve_weights(weights, len(models))
     density = _density(drop_rate)
+    check_convention(convention)
+    rule = merge or ("sum" if convention == "mergekit" else "mean")
+    if rule not in ("mean", "sum"):
+        raise ValueError(f"merge must be 'mean' or 'sum', got {merge!r}")
+    if convention == "peft" and rule != "mean":
+        raise ValueError(
+            "convention='peft' takes the disjoint mean only (PEFT's dare_ties); use merge='mean'"
+        )
     gen = None if seed is None else torch.Generator().manual_seed(seed)
+
+    def combine(_key: str, taus: list[torch.Tensor]) -> torch.Tensor:
+        if convention == "peft":
+            return scaling * dare_ties_tensors(
+                taus, w, density, majority_sign, rescale=rescale, generator=gen
+            )
+        sparse = [dare_sparsify_mergekit(t, density, rescale=rescale, generator=gen) for t in taus]
+        return scaling * weighted_consensus_merge(sparse, w, majority_sign, normalize=rule == "mean")
+
     return merge_deltas(
         base,
         models,
-        lambda _k, taus: (
-            scaling * dare_ties_tensors(taus, w, density, majority_sign, rescale=rescale, generator=gen)
-        ),
+        combine,
         desc="DARE-TIES",
         progress=progress,
     )

@@ -56,6 +56,7 @@ def disperse(data: Sequence[Any], k: int, *, seed: int = 0) -> list[list[Any]]:
 
 @register(
     name="disperse_then_merge",
+    verification="reconstruction",
     kind="merge",
     family="weight_averaging",
     aliases=("dtm",),
@@ -88,6 +89,7 @@ def disperse_then_merge(
         k: number of portions / sub-models K (default 4: alignkit's choice, the paper's default K was not
             verified).
         seed: seed of the random split (default 0).
+            Operational (alignkit's interface, not a paper hyper-parameter).
         portions: explicit portions (e.g. from a clustering; the paper compares clustering methods) instead of
             a random split (default None).
         merge_fn: merging of the sub-models (default None = uniform ``average``; the paper also tries task
@@ -95,6 +97,9 @@ def disperse_then_merge(
 
     Source: the paper (aclanthology 2024.findings-acl.175; procedure and "simple average is robust" from its
     summaries: sciencestack, liner review of Fig. 7). The sub-model training is the caller's ``train_fn``.
+
+    Guessed after re-checking: the clustering and K: a second search (issue #14) found only summaries (the
+    paper compares clustering methods; simple averaging is robust); still guessed.
     """
     parts = [list(p) for p in portions] if portions is not None else disperse(data, k, seed=seed)
     subs: list[StateDict] = []

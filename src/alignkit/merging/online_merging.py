@@ -202,6 +202,7 @@ def _build(
 
 @register(
     name="ondare",
+    verification="paper-formula",
     kind="optimizer",
     family="online_merging",
     aliases=("online_dare",),
@@ -253,6 +254,7 @@ def ondare(
         clip_val: clamp of tau_ref and the rescaled update (default 1.0, official class default).
         online_step: merge every k steps, plain steps in between, accumulated update merged (default 1).
         seed: seed of the DARE masks (default 0; None uses torch's global generator).
+            Operational (alignkit's interface, not a paper hyper-parameter).
         inner: factory ``params -> Optimizer`` for the inner optimizer (default None = torch AdamW with
             weight_decay 0; the wrapper applies ``weight_decay`` itself).
 
@@ -271,6 +273,7 @@ def ondare(
 
 @register(
     name="onties",
+    verification="paper-formula",
     kind="optimizer",
     family="online_merging",
     aliases=("online_ties",),

@@ -17,6 +17,7 @@ from alignkit.registry import register
 
 @register(
     name="self_positioning",
+    verification="reconstruction",
     kind="merge",
     family="task_vector",
     paper="Improving General Text Embedding Model: Tackling Task Conflict and Data Imbalance through Model Merging",
@@ -51,12 +52,13 @@ def self_positioning(
         dL/da_k    = < grad_theta L(theta(a)), tau_k >
 
     Hyper-parameters:
-        steps: number of gradient steps on a (default 100).
-        lr: learning rate (default 0.01).
-        init: initial a_k (default None = 1/K).
-        l2: L2 penalty on a (default 0.0 = none).
-        optimizer: "adam" (default) or "sgd".
+        steps: number of gradient steps on a (default 100; ours, the paper's value was not found).
+        lr: learning rate (default 0.01; ours, the paper's value was not found).
+        init: initial a_k (default None = 1/K, the uniform merge; ours).
+        l2: L2 penalty on a (default 0.0 = none; ours).
+        optimizer: "adam" (default; ours) or "sgd" (the abstract's "stochastic gradient descent").
         progress: show a rich progress bar over steps (default False).
+            Operational (alignkit's interface, not a paper hyper-parameter).
         The paper's optimizer, learning rate, initialisation, regulariser and whether a is constrained were
         not verified (no official code was found): every default above is alignkit's choice, and a is free.
 
@@ -68,6 +70,9 @@ def self_positioning(
 
     Source: the paper's abstract (arXiv html 2410.15035v1: "searches for optimal model combinations within the
     interpolation space of task vectors using stochastic gradient descent") and summaries of it (probe set).
+
+    Guessed after re-checking: optimiser, initialisation and regulariser: a second search (issue #14) found
+    only the abstract and summaries (coefficients optimised on a balanced probe set); still guessed.
     """
     check_compatible(base, models)
     names = [n for n, _ in model.named_parameters()]

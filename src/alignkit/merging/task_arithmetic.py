@@ -32,6 +32,7 @@ def weighted_sum(
 
 @register(
     name="task_arithmetic",
+    verification="library-parity",
     kind="merge",
     family="task_vector",
     paper="Editing Models with Task Arithmetic",
@@ -56,10 +57,12 @@ def task_arithmetic(
         theta   = theta_0 + scaling * sum_t w_t * tau_t
 
     Hyper-parameters:
-        weights: per-model weights w_t (default 1 each; a negative weight is task negation).
+        weights: per-model weights w_t (default 1 each, the paper's task addition; a negative weight is the
+            paper's task negation).
         scaling: lambda (default 1.0, the ``scaling_coef`` default of the official ``task_vectors`` code;
             the paper picks lambda on held-out validation data from {0, 0.05, ..., 1}).
         progress: show a rich progress bar over tensors (default False).
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
     Source: the paper's definition (task vector = theta_ft - theta_pre, theta_new = theta + lambda * sum tau);
     checked number-for-number against ``peft.utils.merge_utils.task_arithmetic`` in tests/merging.

@@ -14,6 +14,7 @@ from alignkit.registry import register
 
 @register(
     name="wise_ft",
+    verification="paper-formula",
     kind="merge",
     family="weight_averaging",
     aliases=("linear_interpolation",),
@@ -44,6 +45,7 @@ def wise_ft(
         keys: only these tensors are mixed and the rest are taken from theta_1 (default None = every tensor;
             the head's keys give the paper's "WiSE-FT, linear classifier" variant).
         progress: show a rich progress bar over tensors (default False).
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
     Non-float tensors are copied and must be equal in both. Computed in float32 (float64 kept) and cast back.
 

@@ -258,3 +258,77 @@ def run(
         )
         outs[s.name] = out
     return outs
+
+
+# --- the shipped recipes as registered components (kind "recipe"; `alignkit list --kind recipe`) -------------
+# How each recipe's stage settings were checked (alignkit.spec.VERIFICATION_LEVELS): the released configs were
+# summarised in the project catalogue (LIONs) or not available (Baichuan, guardrail), never re-read here.
+RECIPE_VERIFICATION = {
+    "lion": "reconstruction",
+    "baichuan": "reconstruction",
+    "guardrail_ipo": "reconstruction",
+    "guardrail_kto": "reconstruction",
+}
+
+
+def _recipe_doc(name: str, raw: dict[str, Any], header: str) -> str:
+    """The component docstring of a shipped recipe: paper, stages as the Formula, each stage's settings as the
+    Hyper-parameters with their source (the recipe file's header)."""
+    stages = raw["stages"]
+    flow = " -> ".join(
+        f"{s['name']} ({s['config'].get('objective', 'dpo')})" if "config" in s else f"{s['name']} (merge)"
+        for s in stages
+    )
+    hp_lines = []
+    for s in stages:
+        if "config" in s:
+            cfg = s["config"]
+            keep = {
+                k: cfg[k] for k in ("objective", "learning_rate", "hyper_parameters", "max_steps") if k in cfg
+            }
+            hp_lines.append(f"    {s['name']}: {keep}")
+        else:
+            hp_lines.append(f"    {s['name']}: {s['merge']}")
+    return (
+        f"{raw['paper']} (arXiv:{raw['arxiv']}) — the recipe '{name}': {raw['description']}\n\n"
+        f"Formula:\n    {flow}\n\n"
+        "Hyper-parameters:\n"
+        + "\n".join(hp_lines)
+        + f"\n    (source of every value: {header or 'the recipe file'})\n\n"
+        + (f"Notes: {raw.get('notes', '')}\n\n" if raw.get("notes") else "")
+        + f"Run: ``alignkit recipe show {name}``; ``alignkit.recipes.run({name!r}, model=..., data=..., "
+        "output_dir=...)``."
+    )
+
+
+def _runner(name: str) -> Any:
+    def run_recipe(**kwargs: Any) -> dict[str, Path]:
+        return run(name, **kwargs)
+
+    return run_recipe
+
+
+def _register_shipped() -> None:
+    from alignkit.registry import register
+
+    for name in names():
+        text = resources.files(__name__).joinpath(f"{name}.yaml").read_text()
+        raw = yaml.safe_load(text)
+        header = " ".join(line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#"))
+
+        run_recipe = _runner(name)
+        run_recipe.__doc__ = _recipe_doc(name, raw, header)
+        run_recipe.__name__ = run_recipe.__qualname__ = f"recipe_{name}"
+        register(
+            name=name,
+            kind="recipe",
+            family="recipe",
+            paper=raw["paper"],
+            arxiv=str(raw["arxiv"]),
+            tags=("recipe", "multi-stage"),
+            summary=raw["description"],
+            verification=RECIPE_VERIFICATION[name],
+        )(run_recipe)
+
+
+_register_shipped()

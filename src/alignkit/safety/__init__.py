@@ -3,16 +3,21 @@
 Trainer hooks (``ak.train(..., hooks=[...])``): ``BoosterHook`` (alignment stage), ``LisaHook``,
 ``AlignGuardHook``, ``ALPSHook`` (fine-tuning stage). Post-hoc: ``restore_alignment_weights``. Data:
 ``ptst_rows``. Losses: ``gradient_collision_loss``. Inference: ``steering``. Measurements: ``elasticity_curve``,
-``belief_conflict_spans``, ``compliance_gap``, ``finetuning_degradation``, ``harmful_score_by_group``,
+``corpus_spans``, ``compliance_gap``, ``finetuning_degradation``, ``harmful_score_by_group``,
 ``opinion_similarity``.
 """
 
 from alignkit.safety.alignguard import AlignGuardHook, alignguard_regularizer, fisher_diagonal
 from alignkit.safety.alps import ALPSHook, head_scores, select_heads, wasserstein_1d
-from alignkit.safety.belief_conflict import SuffixArray, belief_conflict_spans
+from alignkit.safety.belief_conflict import SuffixArray, corpus_spans
 from alignkit.safety.booster import BoosterHook
 from alignkit.safety.compliance_gap import compliance_gap
-from alignkit.safety.elasticity import elasticity_curve, rebound_ratio
+from alignkit.safety.elasticity import (
+    compression_rate,
+    compression_rate_curve,
+    elasticity_curve,
+    rebound_ratio,
+)
 from alignkit.safety.gradient_collision import gradient_collision_loss
 from alignkit.safety.group_harm import harmful_score_by_group
 from alignkit.safety.lisa import LisaHook
@@ -31,7 +36,9 @@ __all__ = [
     "RestoreResult",
     "SuffixArray",
     "alignguard_regularizer",
-    "belief_conflict_spans",
+    "compression_rate",
+    "compression_rate_curve",
+    "corpus_spans",
     "compliance_gap",
     "elasticity_curve",
     "finetuning_degradation",

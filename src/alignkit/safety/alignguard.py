@@ -87,8 +87,8 @@ class AlignGuardHook(Hook):
 
     Hyper-parameters:
         fisher: ``{name: F}`` for the trainable parameters.
-        lam_a, lam_t, lam_c: the three weights (default 1 each; placeholders).
-        alpha: overlap/separation blend (default 0.5; placeholder).
+        lam_a, lam_t, lam_c: the three weights (default 1 each; ours, neutral: the paper's values were not found).
+        alpha: overlap/separation blend (default 0.5; ours, an even blend: the paper's value was not found).
 
     Every lambda 0 gives plain fine-tuning; a zero update gives R = 0.
 
@@ -96,7 +96,8 @@ class AlignGuardHook(Hook):
     alignment-sensitive subspaces + task-specific regulariser + collision-aware regulariser blending Riemannian
     overlap and geodesic separation). UNVERIFIED: every formula above is a reconstruction (the soft Fisher split
     in place of the paper's projection onto top Fisher eigendirections, the overlap weights, the cos^2
-    separation, all defaults); the authors' code was not found. Treat results as this library's variant.
+    separation, all defaults); the authors' code was not found, and a second search of the paper's text (issue
+    #14) found only its abstract. Treat results as this library's variant.
     """
 
     def __init__(
@@ -130,7 +131,8 @@ class AlignGuardHook(Hook):
 
 register(
     name="alignguard_lora",
-    kind="recipe",
+    verification="reconstruction",
+    kind="defence",
     family="harmful_finetuning",
     paper="AlignGuard-LoRA: Alignment-Preserving Fine-Tuning via Fisher-Guided Decomposition and "
     "Riemannian-Geodesic Collision Regularization",

@@ -179,7 +179,8 @@ class ALPSHook(Hook):
 
 register(
     name="alps",
-    kind="recipe",
+    verification="paper-formula",
+    kind="defence",
     family="harmful_finetuning",
     paper="ALPS: Attention Localization and Pruning Strategy for Efficient Alignment of Large Language Models",
     arxiv="2505.18799",

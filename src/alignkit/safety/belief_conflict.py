@@ -1,11 +1,14 @@
-"""TraceAlign's Belief Conflict Index: spans of a generation found verbatim in the training corpus, scored."""
+"""The retrieval half of TraceAlign: spans of a generation found verbatim in the training corpus (suffix array).
+
+TraceAlign's Belief Conflict Index (arXiv:2508.02063) is NOT implemented: its definition could not be read
+(only the abstract was reachable; the authors' code is at anonymous.4open.science), so nothing here is
+registered as the paper's method. The spans carry the aligned policy's mean surprisal as alignkit's own
+score, named as ours."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from alignkit.registry import register
 
 
 class SuffixArray:
@@ -51,37 +54,33 @@ class Span:
     end: int
     count: int
     documents: list[int]
-    bci: float
+    surprisal: float  # ours: -(1/|span|) sum log pi_aligned over the span; NOT TraceAlign's BCI
 
 
-def belief_conflict_spans(
+def corpus_spans(
     corpus: SuffixArray,
     generation: Sequence[int],
     token_logps_aligned: Sequence[float],
     *,
     min_len: int = 4,
 ) -> list[Span]:
-    """TRACEALIGN -- Tracing the Drift: Attributing Alignment Failures to Training-Time Belief Sources in LLMs
-    (Das, Jain, Chadha, 2025; arXiv:2508.02063) — the Belief Conflict Index of generated spans.
+    """Spans of a generation that occur verbatim in a training corpus, with the aligned policy's surprisal.
 
-    Finds the maximal spans of a generation (length >= ``min_len``) that occur verbatim in the training corpus
-    (suffix-array exact match), and scores each by how much the aligned policy disagrees with it.
+    The retrieval step described by TRACEALIGN -- Tracing the Drift: Attributing Alignment Failures to
+    Training-Time Belief Sources in LLMs (Das, Jain, Chadha, 2025; arXiv:2508.02063): generated spans matched
+    to training documents by suffix-array search. Its Belief Conflict Index ("semantic inconsistency between
+    generated spans and aligned policies") is not implemented — the paper's formula was not available — and
+    this function is not registered as it. The score attached to each span is alignkit's own.
 
     Formula:
         spans: maximal [i, j) with generation[i:j] in corpus and j - i >= min_len (greedy, left to right)
-        BCI(span) = -(1 / |span|) * sum_{t in span} log pi_aligned(y_t | y_<t)     (PLACEHOLDER)
+        surprisal(span) = -(1 / |span|) * sum_{t in span} log pi_aligned(y_t | y_<t)      (ours)
 
     Hyper-parameters:
         corpus: ``SuffixArray`` over the training documents (token ids).
         generation: the generated token ids.
         token_logps_aligned: log pi_aligned of each generated token (same length as ``generation``).
-        min_len: shortest span reported (default 4; our choice).
-
-    Source: the paper's abstract (BCI "quantifies semantic inconsistency between generated spans and aligned
-    policies, based on retrieved training documents using suffix-array matching"; TraceShield refuses when a
-    span's BCI exceeds a threshold). UNVERIFIED: the BCI definition — the aligned-policy surprisal above is a
-    placeholder standing in for the paper's formula; the retrieval part (exact suffix-array matching) is as
-    described. The authors' code (anonymous.4open.science) was not reachable.
+        min_len: 4 — shortest span reported (ours, because shorter matches are mostly common n-grams).
     """
     if len(generation) != len(token_logps_aligned):
         raise ValueError(
@@ -104,14 +103,3 @@ def belief_conflict_spans(
         else:
             i += 1
     return spans
-
-
-register(
-    name="belief_conflict_index",
-    kind="diagnostic",
-    family="harmful_finetuning",
-    paper="TRACEALIGN -- Tracing the Drift: Attributing Alignment Failures to Training-Time Belief Sources in LLMs",
-    arxiv="2508.02063",
-    tags=("safety", "provenance", "unverified-formula"),
-    summary="suffix-array spans of a generation found in the training corpus, scored by aligned-policy surprisal",
-)(belief_conflict_spans)

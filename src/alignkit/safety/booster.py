@@ -35,7 +35,9 @@ class BoosterHook(Hook):
         alpha: step size of the simulated harmful perturbation (default 0.1, official ``alpha``).
         batch_size: harmful examples per step (default 10, the official batch size).
         loss_fn: ``loss_fn(ctx, pairs) -> scalar`` harmful loss h (default token-mean SFT NLL).
+            Operational (alignkit's interface, not a paper hyper-parameter).
         seed: shuffling seed of the harmful stream.
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
     Implementation: in ``on_after_backward`` the accumulated grad f is set aside, grad h(w) is computed, the
     weights are moved to w_tilde, grad h(w_tilde) is computed, the weights are copied back bit-exactly, and the
@@ -108,7 +110,8 @@ class BoosterHook(Hook):
 
 register(
     name="booster",
-    kind="recipe",
+    verification="paper-formula",
+    kind="defence",
     family="harmful_finetuning",
     paper="Booster: Tackling Harmful Fine-tuning for Large Language Models via Attenuating Harmful Perturbation",
     arxiv="2409.01586",

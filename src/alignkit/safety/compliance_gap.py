@@ -22,6 +22,7 @@ def compliance_gap(
     Hyper-parameters:
         comply_training / comply_deployment: one bool per harmful query (complied?) in each condition.
         confidence: two-sided CI level (default 0.95).
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
     Returns ``{"gap", "ci_low", "ci_high", "p_training", "p_deployment", "n_training", "n_deployment"}``.
 
@@ -64,6 +65,7 @@ def _norm_ppf(p: float) -> float:
 
 register(
     name="compliance_gap",
+    verification="reconstruction",
     kind="metric",
     family="harmful_finetuning",
     paper="Why Do Some Language Models Fake Alignment While Others Don't?",

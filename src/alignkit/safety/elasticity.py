@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from alignkit.registry import register
 
@@ -20,19 +22,25 @@ def elasticity_curve(
 
     Formula:
         curve[probe][t] = probe(model after t perturbing steps),  t = 0..steps
-        rebound(probe) = (|curve[k] - curve[0]| / k) / (|curve[T] - curve[k]| / (T - k))   (``rebound_ratio``)
-        > 1: fast change first, then slow (the paper's "rebound"); compare the pre-training probe with the
-        alignment probe: elasticity = the aligned behaviour moves back faster than the pre-training one.
+        the paper's measure: probe = the compression rate of a dataset under the model,
+            gamma(D; theta_t) = sum_{x in D} -log2 p_theta_t(x) / (8 * bytes(D))      (``compression_rate``)
+            elasticity: along perturbing fine-tuning, gamma of the alignment data changes much faster than
+            gamma of the pre-training data (changes inversely proportional to dataset size)
+        ours (a summary, not the paper's): rebound = (|curve[k] - curve[0]| / k) / (|curve[T] - curve[k]| /
+            (T - k))   (``rebound_ratio``; > 1: fast change first, then slow)
 
     Hyper-parameters:
         perturb_step: ``perturb_step(model, t)`` does one fine-tuning step on the perturbing data.
-        probes: ``{"pretrain": f, "aligned": g, ...}``, each ``f(model) -> loss``.
-        steps: number of perturbing steps T.
+        probes: ``{"pretrain": f, "aligned": g, ...}``, each ``f(model) -> float``; for the paper's measure
+            each returns its dataset's compression rate (:func:`compression_rate` of the model's log-probs),
+            or its total NLL in nats, turned into rates by :func:`compression_rate_curve`.
+        steps: number of perturbing steps T (no default: the protocol's).
 
-    Source: the paper's abstract and summaries (via the catalog: elasticity = resistance + rebound; aligned
-    models return towards the pre-training distribution fast at first, then slowly; formalised with normalised
-    compression rates). UNVERIFIED: the paper's compression-rate estimator and protocol details; the rebound ratio
-    is this library's summary statistic, not the paper's.
+    Source: the paper's abstract and summaries (elasticity = resistance + rebound; aligned models return
+    towards the pre-training distribution fast at first, then slowly; formalised with normalised compression
+    rates whose change is inversely proportional to dataset size). Reconstruction: the compression rate is the
+    standard arithmetic-coding code length over raw bits; the paper's exact normalisation across datasets and its
+    protocol details were not re-read.
     """
     if not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -46,8 +54,50 @@ def elasticity_curve(
     return curve
 
 
+def compression_rate(token_logps: Tensor, raw_bytes: Tensor | Sequence[int]) -> Tensor:
+    """The compression rate of a dataset under a language model (the paper's measure of how well p_theta
+    "compresses" a dataset, used to compare pre-training and alignment data along perturbing fine-tuning).
+
+    With arithmetic coding, a model p_theta codes a text x in -log2 p_theta(x) bits (up to 2 bits); the
+    compression rate is that code length over the raw size of the text in bits:
+
+        gamma(D; theta) = sum_{x in D} -log2 p_theta(x) / sum_{x in D} 8 |x|_bytes
+
+    ``token_logps`` (N,) or (N, T): natural-log probabilities of each text (summed over its tokens when 2-D;
+    pad with 0); ``raw_bytes`` (N,): the UTF-8 byte length of each text. Lower = better compressed. Source:
+    the paper's summary (compression-rate view of elasticity; "Language Modeling Is Compression" for the
+    code-length identity). Reconstruction: the paper's normalisation of gamma across datasets of different
+    sizes (gamma^{D_i / D}) was not re-read; compare each dataset's gamma with itself over the perturbation.
+    """
+    lp = torch.as_tensor(token_logps)
+    if lp.dim() == 2:
+        lp = lp.sum(-1)
+    if lp.dim() != 1:
+        raise ValueError(f"token_logps must be (N,) or (N, T); got {tuple(lp.shape)}")
+    nb = torch.as_tensor(raw_bytes, dtype=lp.dtype)
+    if nb.shape != lp.shape:
+        raise ValueError(f"raw_bytes must be (N,) = {tuple(lp.shape)}; got {tuple(nb.shape)}")
+    if (nb <= 0).any():
+        raise ValueError("raw_bytes: every text needs a positive byte length")
+    if (lp > 0).any():
+        raise ValueError("token_logps: log-probabilities must be <= 0")
+    return (-lp.sum() / math.log(2)) / (8 * nb.sum())
+
+
+def compression_rate_curve(
+    curve: Mapping[str, Sequence[float]], raw_bits: Mapping[str, float]
+) -> dict[str, list[float]]:
+    """Turn an :func:`elasticity_curve` whose probes return a dataset's total NLL (nats) into compression
+    rates: gamma = nll / ln 2 / raw_bits, per probe and step (``raw_bits``: each probe dataset's 8 x bytes)."""
+    missing = sorted(set(curve) - set(raw_bits))
+    if missing:
+        raise ValueError(f"raw_bits: no size for probe(s) {missing}")
+    return {k: [v / math.log(2) / raw_bits[k] for v in vals] for k, vals in curve.items()}
+
+
 def rebound_ratio(values: Sequence[float], early: int) -> float:
-    """Mean absolute change per step over the first ``early`` steps divided by that over the rest."""
+    """OURS, not the paper's: mean absolute change per step over the first ``early`` steps divided by that over
+    the rest (> 1: fast change first, then slow — a one-number summary of the paper's "rebound" curves)."""
     n = len(values) - 1
     if not 0 < early < n:
         raise ValueError(f"early must be in (0, {n}), got {early}")
@@ -63,5 +113,6 @@ register(
     paper="Language Models Resist Alignment: Evidence From Data Compression",
     arxiv="2406.06144",
     tags=("safety",),
-    summary="probe losses along perturbing fine-tuning; rebound ratio of early vs late change",
+    summary="compression rates of pre-training vs alignment data along perturbing fine-tuning",
+    verification="reconstruction",
 )(elasticity_curve)

@@ -35,6 +35,7 @@ def gradient_collision_loss(
 
     Hyper-parameters:
         loss_fn: ``loss_fn(batch) -> scalar`` source loss L_src.
+            Operational (alignkit's interface, not a paper hyper-parameter).
         kind: "cos" (default) or "dot".
         eps: floor of each squared gradient norm in "cos" (keeps a zero gradient finite).
 
@@ -44,6 +45,9 @@ def gradient_collision_loss(
     different directions"). Unverified: cosine vs inner product, the number of mini-batches per term, lam, and
     whether the target loss is applied jointly; no official code was found. Needs a model whose loss supports
     double backward (the engine's custom LM-head kernel does not; use the model's own logits).
+
+    Guessed after re-checking: cosine vs inner product: a second search (issue #14) found only the abstract
+    ("leads the gradient vectors of mini-batches in different directions"); still guessed.
     """
     if kind not in ("cos", "dot"):
         raise ValueError(f"kind must be 'cos' or 'dot', got {kind!r}")
@@ -66,7 +70,8 @@ def gradient_collision_loss(
 
 register(
     name="gradient_collision",
-    kind="recipe",
+    verification="reconstruction",
+    kind="defence",
     family="harmful_finetuning",
     paper="Disposable Transfer Learning for Selective Source Task Unlearning",
     arxiv="2308.09971",

@@ -60,6 +60,7 @@ def harmful_score_by_group(
 
 register(
     name="harmful_score_by_group",
+    verification="reconstruction",
     kind="metric",
     family="harmful_finetuning",
     paper="The Multilingual Alignment Prism: Aligning Global and Local Preferences to Reduce Harm",

@@ -43,7 +43,9 @@ class LisaHook(Hook):
             ``0.1 * len(train_dataloader) * epochs`` in the official trainer).
         batch_size: alignment examples per alignment step (default 5, the official batch size).
         loss_fn: ``loss_fn(ctx, pairs) -> scalar`` alignment loss f_align (default token-mean SFT NLL).
+            Operational (alignkit's interface, not a paper hyper-parameter).
         seed: shuffling seed of the alignment stream.
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
     ``rho=0`` and ``alignment_steps=0`` give plain fine-tuning step for step. Logged per step: ``lisa/state``
     (1 = alignment, 0 = fine-tuning), ``lisa/alignment_loss`` on alignment steps, ``hook/LisaHook`` (the
@@ -138,7 +140,8 @@ class LisaHook(Hook):
 
 register(
     name="lisa",
-    kind="recipe",
+    verification="paper-formula",
+    kind="defence",
     family="harmful_finetuning",
     paper="Lazy Safety Alignment for Large Language Models against Harmful Fine-tuning",
     arxiv="2405.18641",

@@ -58,6 +58,7 @@ def opinion_similarity(p_model: Tensor, p_group: Tensor) -> Tensor:
 
 register(
     name="opinion_similarity",
+    verification="paper-formula",
     kind="metric",
     family="harmful_finetuning",
     paper="Unintended Impacts of LLM Alignment on Global Representation",

@@ -56,6 +56,7 @@ def finetuning_degradation(
         before / after: ``{budget: score}`` of the base checkpoint and of it after the same fine-tuning (e.g.
             pre-training-data loss, or a downstream score).
         higher_is_better: score direction (default True; False for losses).
+            Operational (alignkit's interface, not a paper hyper-parameter).
 
     Use ``perturbation_sensitivity`` for the paper's mechanism (sensitivity to Gaussian weight noise grows with
     the budget).
@@ -78,6 +79,7 @@ def finetuning_degradation(
 
 register(
     name="finetuning_degradation",
+    verification="reconstruction",
     kind="diagnostic",
     family="harmful_finetuning",
     paper="Overtrained Language Models Are Harder to Fine-Tune",

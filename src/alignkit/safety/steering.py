@@ -51,7 +51,8 @@ def steering_tradeoff(
     help_eval: Callable[[nn.Module], float],
 ) -> dict[str, Any]:
     """On the Trade-off between Alignment and Helpfulness in Language Models with Steering Methods (Wolf et al.;
-    arXiv:2401.16332) — the alignment/helpfulness curve of a steering vector.
+    arXiv:2401.16332; earlier versions titled "Tradeoffs Between Alignment and Helpfulness in Language Models
+    with Representation Engineering") — the alignment/helpfulness curve of a steering vector.
 
     Steers ``h_layer <- h_layer + s * v`` for each scale s, measures alignment and helpfulness, and fits the
     paper's bound shapes: alignment linear, helpfulness quadratic in the steering norm ||r|| = |s| * ||v||.
@@ -101,9 +102,13 @@ def fit_tradeoff(
 
 register(
     name="steering_tradeoff",
+    verification="reconstruction",
     kind="diagnostic",
     family="harmful_finetuning",
     paper="On the Trade-off between Alignment and Helpfulness in Language Models with Steering Methods",
+    alias_titles=(
+        "Tradeoffs Between Alignment and Helpfulness in Language Models with Representation Engineering",
+    ),
     arxiv="2401.16332",
     tags=("safety", "steering"),
     summary="sweep a steering vector's scale; fit alignment linear and helpfulness quadratic in its norm",

@@ -39,6 +39,7 @@ def combine_rewards(
 
 @register_objective(
     name="lsc_reward",
+    verification="reconstruction",
     aliases=("transformed_reward",),
     paper=PAPER,
     arxiv="2402.00742",

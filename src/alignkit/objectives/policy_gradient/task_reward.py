@@ -11,6 +11,7 @@ PAPER = "Tuning computer vision models with task rewards"
 
 @register_objective(
     name="task_reward",
+    verification="reconstruction",
     aliases=("reinforce_baseline",),
     paper=PAPER,
     arxiv="2302.08242",

@@ -173,6 +173,7 @@ def pairwise_objective(
     f_divergence: bool = True,
     aggregation: str = "sum",
     taxonomy: tuple[str, ...] = ("algorithm:pairwise", "feedback:preference", "data:off-policy"),
+    verification: str | None = None,
 ) -> Callable[[Callable[..., Tensor]], Objective]:
     """Register ``core(t: PairTerms, *, beta, ...) -> per-example losses`` as a reference-based paired objective
     with the shared modifiers (see module docstring). ``f_divergence=False`` for losses TRL does not allow it on."""
@@ -221,6 +222,7 @@ def pairwise_objective(
             batch_type=PreferenceBatch,
             defaults={**core_defaults, **modifiers},
             requires_when={"use_weighting": ("log_sum_sq_probs",)},
+            verification=verification,
         )(run)
 
     return deco

@@ -12,7 +12,9 @@ _PAPER = (
 )
 
 
-@pairwise_objective(name="apo_zero", paper=_PAPER, arxiv="2408.06266", f_divergence=False)
+@pairwise_objective(
+    name="apo_zero", paper=_PAPER, arxiv="2408.06266", f_divergence=False, verification="trl-parity"
+)
 def apo_zero(t: PairTerms, *, beta: float = 0.1) -> Tensor:
     """Anchored Preference Optimization and Contrastive Revisions (APO, arXiv:2408.06266), APO-zero (Eq. 7).
 
@@ -24,12 +26,14 @@ def apo_zero(t: PairTerms, *, beta: float = 0.1) -> Tensor:
         L = (1 - sigma(r_w)) + sigma(r_l)
 
     Hyper-parameters:
-        beta: 0.1 — reward temperature.
+        beta: 0.1 — reward temperature (TRL ``DPOConfig`` default).
     """
     return 1 - torch.sigmoid(beta * t.chosen_logratios) + torch.sigmoid(beta * t.rejected_logratios)
 
 
-@pairwise_objective(name="apo_down", paper=_PAPER, arxiv="2408.06266", f_divergence=False)
+@pairwise_objective(
+    name="apo_down", paper=_PAPER, arxiv="2408.06266", f_divergence=False, verification="trl-parity"
+)
 def apo_down(t: PairTerms, *, beta: float = 0.1) -> Tensor:
     """Anchored Preference Optimization and Contrastive Revisions (APO, arXiv:2408.06266), APO-down (Eq. 8).
 
@@ -40,7 +44,7 @@ def apo_down(t: PairTerms, *, beta: float = 0.1) -> Tensor:
         L = sigma(r_w) + (1 - sigma(r_w - r_l))
 
     Hyper-parameters:
-        beta: 0.1 — reward temperature.
+        beta: 0.1 — reward temperature (TRL ``DPOConfig`` default).
     """
     return (
         torch.sigmoid(beta * t.chosen_logratios)

@@ -10,6 +10,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="bco_pair",
+    verification="trl-parity",
     paper="Binary Classifier Optimization for Large Language Model Alignment",
     arxiv="2404.04656",
     f_divergence=False,
@@ -25,6 +26,6 @@ def bco_pair(t: PairTerms, *, beta: float = 0.1) -> Tensor:
         L = -log sigma(r_w) - log sigma(-r_l)
 
     Hyper-parameters:
-        beta: 0.1 — reward temperature.
+        beta: 0.1 — reward temperature (TRL ``DPOConfig`` default).
     """
     return -F.logsigmoid(beta * t.chosen_logratios) - F.logsigmoid(-beta * t.rejected_logratios)

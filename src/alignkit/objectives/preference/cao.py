@@ -47,6 +47,7 @@ def objective_losses(
 
 @register(
     name="cao_gradient_balancing",
+    verification="reconstruction",
     kind="optimizer",
     family="preference",
     paper=PAPER,
@@ -70,6 +71,9 @@ def min_norm_weights(grads: Tensor, *, iters: int = 250, tol: float = 1e-10) -> 
     ``grads``: (K, P) one flattened gradient per objective. The paper balances its per-axiom DPO losses with a
     "Synergy Jacobian"; its exact update rule was not available, so MGDA's min-norm point is this library's
     stand-in (catalogue entry 111: UNVERIFIED).
+
+    Guessed after re-checking: the balancing rule (Synergy Jacobian): a second search (issue #14) found only
+    abstracts and summaries; still guessed.
     """
     if grads.dim() != 2:
         raise ValueError(f"grads must have shape (K, P); got {tuple(grads.shape)}")
@@ -100,6 +104,7 @@ def min_norm_weights(grads: Tensor, *, iters: int = 250, tol: float = 1e-10) -> 
 
 @register_objective(
     name="cao",
+    verification="reconstruction",
     aliases=("yinyang_dpo", "contradictory_alignment_optimization"),
     paper=PAPER,
     arxiv=ARXIV,
@@ -148,6 +153,9 @@ def cao(
     ``PreferenceBatch`` is one objective. Source: the abstract and summaries of arXiv 2502.03512 (catalogue
     entry 111). UNVERIFIED: the paper's exact synergy term, its Synergy-Jacobian weight update and its per-axiom
     regularisers (Sinkhorn/Wasserstein) — the regularisers are not implemented and lambda_syn defaults to 0.
+
+    Guessed after re-checking: the synergy term and its weighting: a second search (issue #14) found only
+    abstracts and summaries; still guessed.
     """
     t = pair_terms(batch, why="objective 'cao'")
     ids, k = _objective_ids(batch, num_objectives)

@@ -44,6 +44,7 @@ def compo_direction(directions: Tensor, improved: Tensor, threshold: float = 0.0
 
 @register(
     name="compo",
+    verification="paper-formula",
     kind="optimizer",
     family="preference",
     paper=PAPER,
@@ -57,7 +58,7 @@ def compo_step(
     num_perturbations: int = 1800,
     radius: float = 5e-4,
     step_size: float = 0.035,
-    threshold: float = 0.0,
+    threshold: float = 2.2e-4,
     min_improve: int = 330,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
@@ -78,7 +79,9 @@ def compo_step(
         num_perturbations: 1800 — m (official code ``--num_perturbation``).
         radius: 5e-4 — r, perturbation size.
         step_size: 0.035 — eta (official ``--step_size``).
-        threshold: 0.0 — sparsification threshold (the code uses 2.2e-4 for Mistral-7B, 8e-5 for Llama-3-8B).
+        threshold: 2.2e-4 — sparsification threshold on the unit direction g (official code's value for
+            Mistral-7B; 8e-5 for Llama-3-8B; 0 keeps every entry). With few parameters |g_j| ~ 1/sqrt(P) is far
+            above it, so it only bites on large P.
         min_improve: 330 — skip the update unless at least this many perturbations improved.
         generator: None — torch generator for the directions.
 

@@ -11,6 +11,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="discopop",
+    verification="trl-parity",
     paper="Discovering Preference Optimization Algorithms with and for Large Language Models",
     arxiv="2406.08414",
 )
@@ -26,7 +27,7 @@ def discopop(t: PairTerms, *, beta: float = 0.05, discopop_tau: float = 0.05) ->
 
     Hyper-parameters:
         beta: 0.05 — the paper's beta.
-        discopop_tau: 0.05 — tau, temperature of the mixing sigmoid.
+        discopop_tau: 0.05 — tau, temperature of the mixing sigmoid (TRL ``DPOConfig`` default, the paper's).
     """
     z = beta * t.delta_score
     m = torch.sigmoid(z / discopop_tau)

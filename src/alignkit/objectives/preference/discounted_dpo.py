@@ -28,6 +28,7 @@ def discounted_logratio(side: _Side, ref: _Side, gamma: float, normalize: bool, 
 
 @register_objective(
     name="discounted_dpo",
+    verification="paper-formula",
     aliases=("dense_reward_dpo",),
     paper=PAPER,
     arxiv="2402.08265",

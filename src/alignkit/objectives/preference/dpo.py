@@ -10,6 +10,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="dpo",
+    verification="trl-parity",
     aliases=("sigmoid", "cdpo"),
     paper="Direct Preference Optimization: Your Language Model is Secretly a Reward Model",
     arxiv="2305.18290",
@@ -27,7 +28,7 @@ def dpo(t: PairTerms, *, beta: float = 0.1, label_smoothing: float = 0.0) -> Ten
 
     Hyper-parameters:
         beta: 0.1 — KL strength (the paper uses 0.1; 0.5 for the sentiment task).
-        label_smoothing: 0.0 — eps, assumed probability that a label is flipped (cDPO).
+        label_smoothing: 0.0 — eps, assumed probability that a label is flipped (cDPO; TRL's default, 0 = DPO).
 
     Note: TRL 1.16's ``loss_type="sigmoid"`` ignores ``label_smoothing``; with eps = 0 the two agree exactly.
     """

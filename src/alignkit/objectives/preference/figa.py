@@ -55,6 +55,7 @@ def edit_masks(
 
 @register_objective(
     name="figa",
+    verification="paper-formula",
     paper=PAPER,
     arxiv="2311.04072",
     family="preference",

@@ -10,6 +10,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="hinge",
+    verification="trl-parity",
     aliases=("slic", "rso"),
     paper="Statistical Rejection Sampling Improves Preference Optimization",
     arxiv="2309.06657",
@@ -23,6 +24,7 @@ def hinge(t: PairTerms, *, beta: float = 0.1) -> Tensor:
         L = max(0, 1 - beta * u)
 
     Hyper-parameters:
-        beta: 0.1 — 1/beta is the margin the log-ratio difference must exceed (RSO's gamma = beta).
+        beta: 0.1 — 1/beta is the margin the log-ratio difference must exceed (RSO's gamma = beta; TRL's
+            ``DPOConfig`` default).
     """
     return torch.relu(1 - beta * t.delta_score)

@@ -9,6 +9,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="ipo",
+    verification="trl-parity",
     paper="A General Theoretical Paradigm to Understand Learning from Human Preferences",
     arxiv="2310.12036",
     aggregation="mean",
@@ -24,7 +25,7 @@ def ipo(t: PairTerms, *, beta: float = 0.1) -> Tensor:
         L = (h - 1 / (2 * tau))^2
 
     Hyper-parameters:
-        beta: 0.1 — tau, the regularisation strength; the target margin is 1/(2 tau).
+        beta: 0.1 — tau, the regularisation strength; the target margin is 1/(2 tau) (TRL ``DPOConfig`` default).
     """
     t.batch.require_lengths("ipo")
     h = t.chosen_scores / t.chosen_lengths.clamp(min=1.0) - t.rejected_scores / t.rejected_lengths.clamp(

@@ -16,6 +16,7 @@ PAPER = "iREPO: implicit Reward Pairwise Difference based Empirical Preference O
 
 @register_objective(
     name="irepo",
+    verification="reconstruction",
     paper=PAPER,
     arxiv="2405.15230",
     family="preference",
@@ -56,6 +57,9 @@ def irepo(batch: PreferenceBatch, *, beta: float = 0.1, eps: float = 1e-3) -> Lo
     target logit(1 - eps): L = beta^2 (h - logit(1 - eps) / beta)^2. Source: arXiv 2405.15230 v1 abstract and a
     review of the paper ("regression-based loss ... on the logit of the empirical preferences"); the exact scale
     of the squared error (a 1/2 factor, beta on the target instead of on h) was not verified.
+
+    Guessed after re-checking: the loss scale: a second search (issue #14) found only the abstract and
+    reviews, no code; still guessed.
     """
     if not 0 < eps < 0.5:
         raise ValueError(f"eps must lie in (0, 0.5); got {eps}")

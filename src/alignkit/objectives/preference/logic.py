@@ -304,6 +304,7 @@ def compile_loss(
         needs_reference=needs_ref,
         aggregation=aggregation,
         batch_type=PreferenceBatch,
+        verification="reconstruction",  # the paper's per-loss formula table was not read (see NOTE)
     )
     obj.formula_p, obj.formula_c, obj.semantics = formula, condition, semantics  # type: ignore[attr-defined]
     if register:

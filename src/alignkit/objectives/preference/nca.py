@@ -10,12 +10,13 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="nca_pair",
+    verification="trl-parity",
     aliases=("nca",),
     paper="Noise Contrastive Alignment of Language Models with Explicit Rewards",
     arxiv="2402.05369",
     f_divergence=False,
 )
-def nca_pair(t: PairTerms, *, beta: float = 0.1) -> Tensor:
+def nca_pair(t: PairTerms, *, beta: float = 0.01) -> Tensor:
     """Noise Contrastive Alignment of Language Models with Explicit Rewards (NCA, arXiv:2402.05369).
 
     Optimises absolute rather than relative likelihoods: the chosen response's implicit reward is pushed up in
@@ -26,7 +27,9 @@ def nca_pair(t: PairTerms, *, beta: float = 0.1) -> Tensor:
         L = -log sigma(r_w) - 0.5 log sigma(-r_w) - 0.5 log sigma(-r_l)
 
     Hyper-parameters:
-        beta: 0.1 — reward temperature.
+        beta: 0.01 — reward temperature (the official training config's value, thu-ml/Noise-Contrastive-Alignment,
+            as found by the review in issue #14). TRL's ``loss_type="nca_pair"`` uses ``DPOConfig.beta`` (0.1);
+            the formula equals TRL's for any beta (tests/objectives/test_trl_parity.py passes beta explicitly).
     """
     r_w, r_l = beta * t.chosen_logratios, beta * t.rejected_logratios
     return -F.logsigmoid(r_w) - 0.5 * F.logsigmoid(-r_w) - 0.5 * F.logsigmoid(-r_l)

@@ -10,6 +10,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="robust",
+    verification="trl-parity",
     aliases=("rdpo", "robust_dpo"),
     paper="Provably Robust DPO: Aligning Language Models with Noisy Feedback",
     arxiv="2403.00409",
@@ -25,7 +26,7 @@ def robust(t: PairTerms, *, beta: float = 0.1, label_smoothing: float = 0.1) -> 
         L = ((1 - eps) (-log sigma(u)) - eps (-log sigma(-u))) / (1 - 2 eps)
 
     Hyper-parameters:
-        beta: 0.1 — KL strength.
+        beta: 0.1 — KL strength (TRL ``DPOConfig`` default).
         label_smoothing: 0.1 — eps in [0, 0.5), the flip rate (the paper's experiments use 0.1 to 0.4).
     """
     if not 0.0 <= label_smoothing < 0.5:

@@ -10,6 +10,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="rpo",
+    verification="trl-parity",
     aliases=("regularized_preference_optimization",),
     paper="Provably Mitigating Overoptimization in RLHF: Your SFT Loss is Implicitly an Adversarial Regularizer",
     arxiv="2405.16436",

@@ -10,6 +10,7 @@ from alignkit.objectives.preference._pairwise import PairTerms, pairwise_objecti
 
 @pairwise_objective(
     name="sigmoid_norm",
+    verification="trl-parity",
     aliases=("ln_dpo", "dpo_norm"),
     paper="Disentangling Length from Quality in Direct Preference Optimization",
     arxiv="2403.19159",
@@ -25,7 +26,7 @@ def sigmoid_norm(t: PairTerms, *, beta: float = 0.1) -> Tensor:
         L = -log sigma(beta * h)
 
     Hyper-parameters:
-        beta: 0.1 — KL strength per token.
+        beta: 0.1 — KL strength per token (TRL ``DPOConfig`` default).
     """
     t.batch.require_lengths("sigmoid_norm")
     h = t.chosen_scores / t.chosen_lengths.clamp(min=1.0) - t.rejected_scores / t.rejected_lengths.clamp(

@@ -12,6 +12,7 @@ from alignkit.types import LossOutput, PreferenceBatch
 
 @register_objective(
     name="alphapo",
+    verification="trl-parity",
     paper="AlphaPO: Reward Shape Matters for LLM Alignment",
     arxiv="2501.03884",
     needs_reference=False,

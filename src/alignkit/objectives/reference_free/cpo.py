@@ -11,6 +11,7 @@ from alignkit.types import LossOutput, PreferenceBatch
 
 @register_objective(
     name="cpo",
+    verification="trl-parity",
     paper="Contrastive Preference Optimization: Pushing the Boundaries of LLM Performance in Machine Translation",
     arxiv="2401.08417",
     needs_reference=False,
@@ -28,8 +29,8 @@ def cpo(
         L = mean_B[-(1 - eps) log sigma(beta u) - eps log sigma(-beta u)] + alpha * NLL_token_mean(y_w)
 
     Hyper-parameters:
-        beta: 0.1 — temperature.
-        label_smoothing: 0.0 — eps (conservative labels).
+        beta: 0.1 — temperature (TRL ``CPOConfig`` default).
+        label_smoothing: 0.0 — eps (conservative labels; TRL ``CPOConfig`` default).
         cpo_alpha: 1.0 — weight of the NLL term (the paper's L_NLL has weight 1).
     """
     t = reference_free_terms(batch, "cpo")

@@ -14,6 +14,7 @@ _PAPER = "The Differences Between Direct Alignment Algorithms are a Blur"
 
 @register_objective(
     name="beta_orpo",
+    verification="paper-formula",
     paper=_PAPER,
     arxiv="2502.01237",
     needs_reference=False,
@@ -54,6 +55,7 @@ def beta_orpo(batch: PreferenceBatch, *, beta: float = 1.0, lambda_nll: float = 
 
 @register_objective(
     name="beta_asft",
+    verification="paper-formula",
     paper=_PAPER,
     arxiv="2502.01237",
     needs_reference=False,

@@ -12,6 +12,7 @@ from alignkit.types import LossOutput, PreferenceBatch
 
 @register_objective(
     name="orpo",
+    verification="trl-parity",
     paper="ORPO: Monolithic Preference Optimization without Reference Model",
     arxiv="2403.07691",
     needs_reference=False,

@@ -11,6 +11,7 @@ from alignkit.types import LossOutput, PreferenceBatch
 
 @register_objective(
     name="simpo",
+    verification="trl-parity",
     paper="SimPO: Simple Preference Optimization with a Reference-Free Reward",
     arxiv="2405.14734",
     needs_reference=False,
@@ -38,7 +39,7 @@ def simpo(
     Hyper-parameters:
         beta: 2.0 — reward scale (the paper's base-model settings use 2.0).
         gamma: 1.0 — target reward margin (the paper's Llama-3-Base setting; TRL's simpo_gamma).
-        label_smoothing: 0.0 — eps.
+        label_smoothing: 0.0 — eps (TRL ``CPOConfig`` default; 0 = the paper's loss).
         cpo_alpha: 0.0 — optional NLL weight (CPO-SimPO); SimPO itself has none.
     """
     t = reference_free_terms(batch, "simpo")

@@ -11,6 +11,7 @@ from alignkit.types import LossOutput, RewardBatch
 
 @register_objective(
     name="bradley_terry",
+    verification="trl-parity",
     aliases=("bt", "reward_model"),
     family="reward",
     paper="Training language models to follow instructions with human feedback",

@@ -31,6 +31,7 @@ def confidence_factor(seq_logps: Tensor, n: int) -> Tensor:
 
 @register_objective(
     name="dco",
+    verification="reconstruction",
     aliases=("direct_coverage_optimization",),
     paper=PAPER,
     arxiv="2502.07154",

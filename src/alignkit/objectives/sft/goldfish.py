@@ -25,6 +25,7 @@ def _hash_table() -> Tensor:
 
 @register(
     name="goldfish",
+    verification="paper-formula",
     kind="data_rule",
     family="sft",
     paper=PAPER,
@@ -49,7 +50,9 @@ def goldfish_mask(
 
     Hyper-parameters:
         k: 4 — drop rate 1/k (the paper's main setting; k = inf keeps every token).
-        h: 13 — context width of the hash (the paper's main setting; the released code defaults to 4).
+        h: 13 — context width of the hash: the released experiment configs set ``goldfish_context_width: 13``
+            (ahans30/goldfish-loss ``launch_scripts/config/tinyllama-1b-equal-supervised-tokens*.yaml``, read);
+            ``pretrain_umd/train.py``'s dataclass default is 4. alignkit follows the experiments (13).
         strategy: "hash-table" — "hash-table" (the released runs) or "static".
         start: 0 — first dropped position of the "static" strategy.
 

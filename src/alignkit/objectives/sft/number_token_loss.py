@@ -40,6 +40,7 @@ def number_token_terms(
 
 @register_objective(
     name="number_token_loss",
+    verification="paper-formula",
     aliases=("ntl",),
     paper=PAPER,
     arxiv="2411.02083",

@@ -8,6 +8,7 @@ from alignkit.types import LossOutput, PreferenceBatch, SFTBatch
 
 @register_objective(
     name="sft",
+    verification="trl-parity",
     aliases=("nll", "cross_entropy"),
     family="sft",
     normalisation="token",

@@ -22,6 +22,7 @@ def _update_running_mean(state: dict[str, float], stats: dict[str, float]) -> di
 
 @register_objective(
     name="bco",
+    verification="paper-formula",
     paper="Binary Classifier Optimization for Large Language Model Alignment",
     arxiv="2404.04656",
     batch_type=UnpairedBatch,

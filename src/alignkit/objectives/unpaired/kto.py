@@ -12,6 +12,7 @@ from alignkit.types import LossOutput, UnpairedBatch
 
 @register_objective(
     name="kto",
+    verification="trl-parity",
     paper="KTO: Model Alignment as Prospect Theoretic Optimization",
     arxiv="2402.01306",
     batch_type=UnpairedBatch,
@@ -33,10 +34,10 @@ def kto(
         loss = mean over the batch
 
     Hyper-parameters:
-        beta: 0.1 — risk-aversion / KL strength.
+        beta: 0.1 — risk-aversion / KL strength (TRL ``KTOConfig`` default).
         desirable_weight: 1.0 — lambda_D (raise it when desirable examples are rarer, keeping
             lambda_D n_D / (lambda_U n_U) in [1, 4/3]).
-        undesirable_weight: 1.0 — lambda_U.
+        undesirable_weight: 1.0 — lambda_U (TRL ``KTOConfig`` default).
     """
     r = logratios(batch, "kto")
     z0 = batch_kl(batch, "kto")
@@ -54,6 +55,7 @@ def kto(
 
 @register_objective(
     name="apo_zero_unpaired",
+    verification="trl-parity",
     paper="Anchored Preference Optimization and Contrastive Revisions: Addressing Underspecification in Alignment",
     arxiv="2408.06266",
     batch_type=UnpairedBatch,
@@ -70,7 +72,7 @@ def apo_zero_unpaired(
         desirable: L = 1 - sigma(beta r);   undesirable: L = sigma(beta r)
 
     Hyper-parameters:
-        beta: 0.1 — reward temperature.
+        beta: 0.1 — reward temperature (TRL ``KTOConfig`` default).
         desirable_weight: 1.0 — weight of desirable examples.
         undesirable_weight: 1.0 — weight of undesirable examples.
     """
