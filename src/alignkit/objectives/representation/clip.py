@@ -61,7 +61,7 @@ def clip(batch: PairBatch, *, temperature: float = 0.07, label_smoothing: float 
     return LossOutput(
         loss=losses.mean(),
         losses=losses,
-        metrics={"contrastive/accuracy": acc, "contrastive/logit_scale": float(scale)},
+        metrics={"contrastive/accuracy": acc, "contrastive/logit_scale": float(scale.detach())},
     )
 
 
@@ -117,8 +117,8 @@ def siglip(batch: PairBatch, *, logit_scale: float = 10.0, logit_bias: float = -
             .float()
             .mean()
             .item(),
-            "siglip/t": float(t),
-            "siglip/b": float(b),
+            "siglip/t": float(t.detach()),
+            "siglip/b": float(b.detach()),
             "siglip/pos_prob": torch.sigmoid(logits.diagonal()).mean().item(),
         },
     )

@@ -78,8 +78,8 @@ def macl(
         loss=losses.mean(),
         losses=losses,
         metrics={
-            "macl/tau": float(tau),
-            "macl/alignment": float(a_mag),
+            "macl/tau": float(tau.detach()),
+            "macl/alignment": float(a_mag.detach()),
             "macl/pos_prob": p_pos.mean().item(),
         },
     )
