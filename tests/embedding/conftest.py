@@ -8,7 +8,9 @@ def _tiny_encoder(folder, seed: int = 0):
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    words = "the a cat dog sat ran on mat log red blue green big small fast slow bird fish tree sun moon".split()
+    words = (
+        "the a cat dog sat ran on mat log red blue green big small fast slow bird fish tree sun moon".split()
+    )
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
     tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
@@ -41,7 +43,10 @@ def _sentences(n: int, seed: int = 0) -> list[str]:
     noun = "cat dog bird fish".split()
     verb = "sat ran".split()
     place = "mat log tree sun moon".split()
-    return [f"the {rng.choice(adj)} {rng.choice(noun)} {rng.choice(verb)} on the {rng.choice(place)}" for _ in range(n)]
+    return [
+        f"the {rng.choice(adj)} {rng.choice(noun)} {rng.choice(verb)} on the {rng.choice(place)}"
+        for _ in range(n)
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,9 @@ def test_data_formats_and_errors_name_file_row_field(tmp_path):
 
 def test_objective_and_data_must_fit(tiny_encoder, labelled_file, pair_file):
     with pytest.raises(ValueError, match="takes a PairBatch"):
-        embed_train(objective="clip", model=str(tiny_encoder), data=labelled_file, max_steps=1, progress=False)
+        embed_train(
+            objective="clip", model=str(tiny_encoder), data=labelled_file, max_steps=1, progress=False
+        )
     with pytest.raises(ValueError, match="takes PreferenceBatch|takes an LM batch"):
         embed_train(objective="dpo", model=str(tiny_encoder), data=pair_file, max_steps=1, progress=False)
     with pytest.raises(TypeError, match="has no hyper-parameter 'beta'"):
@@ -70,7 +72,9 @@ def test_labelled_rows_train_batch_hard_in_pk_batches(tiny_encoder, labelled_fil
     assert r.history[0]["triplet/hardest_pos"] > 0
 
 
-def test_cli_trains_and_saves_a_folder_automodel_and_sentence_transformers_load(tiny_encoder, pair_file, tmp_path):
+def test_cli_trains_and_saves_a_folder_automodel_and_sentence_transformers_load(
+    tiny_encoder, pair_file, tmp_path
+):
     out = tmp_path / "run"
     rc = main(
         ["embed-train", "--objective", "clip", "--model", str(tiny_encoder), "--data", str(pair_file),
@@ -117,7 +121,9 @@ if not dist.is_initialized() or dist.get_rank() == 0:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("objective,data", [("clip", "pair_file"), ("batch_hard_triplet", "labelled_file")])
-def test_torchrun_two_processes_equal_one_with_the_global_batch(tiny_encoder, objective, data, request, tmp_path):
+def test_torchrun_two_processes_equal_one_with_the_global_batch(
+    tiny_encoder, objective, data, request, tmp_path
+):
     data_file = request.getfixturevalue(data)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     script = tmp_path / "ddp.py"
