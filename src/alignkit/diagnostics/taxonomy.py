@@ -26,6 +26,9 @@ AXES: dict[str, tuple[str, ...]] = {
         "teacher-logits",  # a teacher model's token distribution (distillation)
     ),
 }
+# Axes outside the survey (validated like the survey's, not part of its table): the data modality of the
+# representation family (alignkit.objectives.representation), whose losses are not preference learning.
+OTHER_AXES: dict[str, tuple[str, ...]] = {"modality": ("text", "image", "audio", "video", "cross-modal")}
 
 
 def taxonomy_of(component: Component) -> dict[str, list[str]]:
@@ -35,6 +38,8 @@ def taxonomy_of(component: Component) -> dict[str, list[str]]:
         if ":" not in tag:
             continue
         axis, value = tag.split(":", 1)
+        if axis in OTHER_AXES and value in OTHER_AXES[axis]:
+            continue
         if axis not in AXES or value not in AXES[axis]:
             raise ValueError(f"component {component.name!r} has tag {tag!r}, not in the taxonomy {AXES}")
         out.setdefault(axis, []).append(value)

@@ -174,7 +174,9 @@ def embed_train(config: EmbedTrainConfig | None = None, **kwargs: Any) -> EmbedT
         )
     steps_per_epoch = len(_epoch_batches(data, cfg, global_bs, 0))
     total = cfg.max_steps if cfg.max_steps is not None else max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    torch.manual_seed(cfg.seed + rank)
+    # the same seed on every process: randomness inside an objective (Metrix's mixing draws) runs on the global
+    # batch and must agree across processes
+    torch.manual_seed(cfg.seed)
     model, tok = load_encoder(cfg.model, cfg.trust_remote_code)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]

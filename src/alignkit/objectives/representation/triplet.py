@@ -10,7 +10,7 @@ from alignkit.registry import register_objective
 from alignkit.types import LossOutput
 
 PAPER = "In Defense of the Triplet Loss for Person Re-Identification"
-TAGS = ("metric-learning", "modality:image", "modality:text", "algorithm:triplet")
+TAGS = ("metric-learning", "modality:image", "modality:text", "triplet")
 _EXAMPLE = """
 import torch, alignkit as ak
 from alignkit.objectives.representation import EmbeddingBatch
