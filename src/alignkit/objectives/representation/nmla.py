@@ -183,7 +183,7 @@ def nmla(batch: CTCBatch, *, ngram: int = 2, ctc_weight: float = 0.0) -> LossOut
     probs = lp.exp().transpose(0, 1)  # (B, T, V)
     frames = _frame_mask(batch)
     s = batch.targets.shape[1]
-    tgt = batch.targets.long().clamp_min(0)
+    tgt = batch.targets.long().clamp(0, lp.shape[-1] - 1)  # padding may hold any id: keep gathers in range
     valid = torch.arange(s, device=lp.device).unsqueeze(0) < batch.target_lengths.unsqueeze(1)
     ylen = batch.target_lengths.to(lp.dtype)
     if ngram == 1:
