@@ -25,13 +25,31 @@ def setup() -> tuple[int, int]:
     return 0, 1
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather in forward; in backward every rank's gradient of the gathered tensor is summed over ranks
+    (all-reduce) and each rank keeps the rows it contributed. Every rank must contribute the same number of rows."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:  # noqa: D102
+        world, rank = dist.get_world_size(), dist.get_rank()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows, ctx.rank = x.shape[0], rank  # type: ignore[attr-defined]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:  # noqa: D102
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        n, r = ctx.rows, ctx.rank  # type: ignore[attr-defined]
+        return grad[r * n : (r + 1) * n]
+
+
 def gather_with_grad(x: Tensor) -> Tensor:
     """All ranks' ``x`` concatenated along dim 0 (rank order), differentiable; ``x`` itself in one process."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
+    return _GatherWithGrad.apply(x)
 
 
 def average_gradients(params: list[torch.nn.Parameter]) -> None:
