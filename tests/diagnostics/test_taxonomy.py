@@ -53,7 +53,8 @@ def test_non_objective_documentation(c):
 
 
 def test_every_objective_is_placed_on_every_axis():
-    for o in ak.list_objectives():
+    # the representation family (embeddings, not preference learning) carries modality: tags instead
+    for o in [o for o in ak.list_objectives() if o.family != "representation"]:
         placed = taxonomy_of(o)
         assert set(placed) == set(AXES), f"{o.name} lacks a taxonomy axis: has {placed}"
     assert taxonomy_of(ak.get("dpo")) == {

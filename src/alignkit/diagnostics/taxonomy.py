@@ -27,6 +27,9 @@ AXES: dict[str, tuple[str, ...]] = {
         "llm-judge",  # an LLM judge's verdicts (the survey's model-based feedback)
     ),
 }
+# Axes outside the survey (validated like the survey's, not part of its table): the data modality of the
+# representation family (alignkit.objectives.representation), whose losses are not preference learning.
+OTHER_AXES: dict[str, tuple[str, ...]] = {"modality": ("text", "image", "audio", "video", "cross-modal")}
 
 
 def taxonomy_of(component: Component) -> dict[str, list[str]]:
@@ -38,6 +41,12 @@ def taxonomy_of(component: Component) -> dict[str, list[str]]:
         if ":" not in tag:
             continue
         axis, value = tag.split(":", 1)
+        if axis in OTHER_AXES:
+            if value not in OTHER_AXES[axis]:
+                raise ValueError(
+                    f"component {component.name!r} has tag {tag!r}; {axis} is one of {OTHER_AXES[axis]}"
+                )
+            continue
         if axis not in AXES:
             continue
         if value not in AXES[axis]:

@@ -5,6 +5,7 @@ from alignkit.objectives import (  # noqa: F401
     policy_gradient,
     preference,
     reference_free,
+    representation,
     reward,
     sft,
     unpaired,
