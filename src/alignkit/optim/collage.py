@@ -33,6 +33,9 @@ def grow(hi: Tensor, lo: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
 class CollageAdamW(torch.optim.Optimizer):
     """Collage: Light-Weight Low-Precision Strategy for LLM Training (Yu et al.; ICML 2024; arXiv:2405.03637).
 
+    Reconstruction: rebuilt from the paper's description of multi-component float updates (no official code was
+    run here); bf16 storage is emulated on the CPU.
+
     Parameters live in bf16 (``p`` is the high component). Collage-light keeps, per parameter, a second bf16
     component ``lo`` holding the rounding error, and adds each update with error-free transformations, so updates
     far below bf16's resolution (|update| < ulp(w) / 2, which plain bf16 AdamW rounds away) accumulate instead of

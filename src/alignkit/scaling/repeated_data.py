@@ -26,6 +26,9 @@ PAPER = "Scaling Laws and Interpretability of Learning from Repeated Data"
 def repeated_data(x: Mapping[str, Any], *, Nc: float = 8.8e13, alpha_N: float = 0.076) -> np.ndarray:
     """Scaling Laws and Interpretability of Learning from Repeated Data (arXiv:2205.10487).
 
+    Reconstruction: the paper prints no data table we could read; the law is Kaplan's with the paper's
+    effective-size conversion, checked on synthetic data drawn from it.
+
     The paper measures the damage of repeating a small fraction of the data as the size of a model trained on
     unique data that reaches the same test loss ("an 800M model degraded to a 400M one"). Fit the unique-data
     law to runs without repetition, then :func:`effective_params` maps a damaged run's loss to its effective

@@ -28,7 +28,8 @@ COOLDOWN_SHAPES: dict[str, Callable[[float], float]] = {
 
 
 def cooldown_factor(shape: str, u: float, min_ratio: float = 0.0) -> float:
-    """The cooldown multiplier at progress ``u`` (clamped to [0, 1]): min_ratio + (1 - min_ratio) * f(u).
+    """The cooldown multiplier at progress ``u`` (clamped to [0, 1]): min_ratio + (1 - min_ratio) * f(u) — the
+    cooldown shapes of the WSD schedule paper (arXiv:2508.01483).
 
     Formula:
         linear: f = 1 - u;  cosine: f = (1 + cos(pi u)) / 2;  1-sqrt: f = 1 - sqrt(u);  1-square: f = 1 - u^2;
