@@ -20,6 +20,8 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "data_rule": ("alignkit.curation",),
     "diagnostic": ("alignkit.diagnostics",),
     "safety": ("alignkit.safety",),
+    "adaptation": ("alignkit.adaptation",),
+    "vision": ("alignkit.vision",),
 }
 
 _loaded: set[str] = set()

@@ -24,7 +24,13 @@ AXES: dict[str, tuple[str, ...]] = {
         "reward-model",  # a learned scorer
         "comparison-oracle",  # yes/no comparisons of two models
         "teacher-logits",  # a teacher model's token distribution (distillation)
+        "self-supervised",  # no labels: the model's own predictions or source statistics (adaptation)
     ),
+}
+
+# Axes a component may carry but no objective must: the data modality of non-LM families.
+OPTIONAL_AXES: dict[str, tuple[str, ...]] = {
+    "modality": ("text", "vision", "audio", "video", "tabular", "any"),
 }
 
 
@@ -35,8 +41,11 @@ def taxonomy_of(component: Component) -> dict[str, list[str]]:
         if ":" not in tag:
             continue
         axis, value = tag.split(":", 1)
-        if axis not in AXES or value not in AXES[axis]:
-            raise ValueError(f"component {component.name!r} has tag {tag!r}, not in the taxonomy {AXES}")
+        allowed = AXES.get(axis, OPTIONAL_AXES.get(axis))
+        if allowed is None or value not in allowed:
+            raise ValueError(
+                f"component {component.name!r} has tag {tag!r}, not in the taxonomy {AXES} | {OPTIONAL_AXES}"
+            )
         out.setdefault(axis, []).append(value)
     return out
 
@@ -69,7 +78,9 @@ def taxonomy_table(*, kind: str | None = None) -> dict[str, dict[str, list[str]]
     Source: the survey's abstract and project page (catalogue entry 92). The Model axis is not tagged (it is a
     property of the network, not of the objective).
     """
-    table: dict[str, dict[str, list[str]]] = {axis: {v: [] for v in values} for axis, values in AXES.items()}
+    table: dict[str, dict[str, list[str]]] = {
+        axis: {v: [] for v in values} for axis, values in {**AXES, **OPTIONAL_AXES}.items()
+    }
     for c in list_components(kind=kind):
         for axis, values in taxonomy_of(c).items():
             for v in values:
