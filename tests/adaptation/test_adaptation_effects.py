@@ -106,13 +106,12 @@ def _long_tailed_digits(seed: int, head_l: int = 20, head_u: int = 100, ratio: f
         lab += list(idx[:n_l])
         unl += list(idx[n_l : n_l + n_u])
         test += list(idx[n_l + n_u : n_l + n_u + 30])
-    t = lambda a: torch.tensor(np.asarray(a))  # noqa: E731
     return (
         torch.tensor(x[lab], dtype=torch.float32),
-        t(y[lab]),
+        torch.tensor(y[lab]),
         torch.tensor(x[unl], dtype=torch.float32),
         torch.tensor(x[test], dtype=torch.float32),
-        t(y[test]),
+        torch.tensor(y[test]),
     )
 
 
@@ -141,10 +140,13 @@ def _fixmatch(seed: int, use_daso: bool, steps: int = 400, warmup: int = 100) ->
     model = _Net()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(seed)
-    weak = lambda x: x + 0.05 * torch.randn(x.shape, generator=g)  # noqa: E731
-    strong = lambda x: (
-        (x + 0.2 * torch.randn(x.shape, generator=g)) * (torch.rand(x.shape, generator=g) > 0.3)
-    )  # noqa: E731
+
+    def weak(x: torch.Tensor) -> torch.Tensor:
+        return x + 0.05 * torch.randn(x.shape, generator=g)
+
+    def strong(x: torch.Tensor) -> torch.Tensor:
+        return (x + 0.2 * torch.randn(x.shape, generator=g)) * (torch.rand(x.shape, generator=g) > 0.3)
+
     counts = torch.ones(10)
     window = torch.zeros(10)
     for step in range(steps):
