@@ -112,7 +112,7 @@ def _mrcpy_dwkmm(xtr, xte, D, B, sigma):
     """MRCpy's ``DWGCS.DWKMM`` problem (MRCpy 3.0.0, the authors' library), restated with cvxpy: MRCpy's own call
     fails its PSD certification of the RBF kernel (ARPACK) on these inputs, so the kernel is wrapped with
     ``psd_wrap``; objective and constraints are copied from its source."""
-    cvx = pytest.importorskip("cvxpy")
+    import cvxpy as cvx
     from sklearn.metrics.pairwise import rbf_kernel
 
     n, t = xtr.shape[0], xte.shape[0]

@@ -142,3 +142,22 @@ def test_compare_to_teacher_is_perfect_for_the_teacher(tiny_teacher, tok):
 def test_bad_method_is_refused(tiny_teacher, tok):
     with pytest.raises(ValueError, match="method"):
         train_student(tiny_teacher, student_from_teacher(tiny_teacher, (0,)), tok, TEXTS, method="kd")
+
+
+def test_distillation_loss_is_the_objective_on_the_step_batch(tiny_teacher, tok):
+    """The trainer's call: distillation_loss == distilbert(DistillationBatch(student fwd, teacher_outputs))."""
+    import alignkit as ak
+    from alignkit.objectives.distillation import distillation_batch, distillation_loss
+
+    enc = _enc(tok)
+    g = torch.Generator().manual_seed(1)
+    ids, labels = mask_tokens(
+        enc["input_ids"], enc["attention_mask"], tok.all_special_ids, tok.mask_token_id, len(tok), generator=g
+    )
+    batch = {"input_ids": ids, "attention_mask": enc["attention_mask"], "labels": labels}
+    student = student_from_teacher(tiny_teacher, (1, 3)).eval()
+    out = distillation_loss(student, tiny_teacher, batch, temperature=1.0)
+    ref = ak.get("distilbert")(
+        distillation_batch(student, batch, teacher_outputs(tiny_teacher, batch)), temperature=1.0
+    )
+    assert out.loss.item() == pytest.approx(ref.loss.item()) and out.loss.requires_grad

@@ -68,7 +68,10 @@ def double_weights(
     cvxpy); the optimum is tested against that problem restated with cvxpy. The minimax risk classifier that
     DW-GCS trains on these weights is not implemented here (MRCpy's ``DWGCS`` has it). Returns (beta (n,), alpha (t,)) as float64 tensors.
     """
-    from scipy.optimize import minimize  # scikit-learn's dependency; `pip install scipy`
+    try:
+        from scipy.optimize import minimize
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("this needs scipy: pip install 'alignkit[adaptation]' (or scipy)") from e
 
     if x_train.dim() != 2 or x_test.dim() != 2 or x_train.shape[1] != x_test.shape[1]:
         raise ValueError(

@@ -27,7 +27,10 @@ register_field(
 def ot_targets(probs: Tensor, target_dist: Tensor) -> Tensor:
     """Assign each of N samples a target class so the class counts match round(N * target_dist) and the summed
     cost -log p_i(c_i) is minimal (the optimal transport to the target distribution, an assignment problem)."""
-    from scipy.optimize import linear_sum_assignment  # scikit-learn's dependency
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("this needs scipy: pip install 'alignkit[adaptation]' (or scipy)") from e
 
     n, c = probs.shape
     counts = np.floor(target_dist.detach().double().numpy() * n).astype(int)

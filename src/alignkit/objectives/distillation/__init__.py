@@ -11,6 +11,7 @@ from alignkit.objectives.distillation.distilbert import (
 from alignkit.objectives.distillation.train import (
     compare_to_teacher,
     distillation_batch,
+    distillation_loss,
     load_minilm_teacher,
     mask_tokens,
     sentence_embeddings,
@@ -36,6 +37,7 @@ __all__ = [
     "compare_to_teacher",
     "distilbert",
     "distillation_batch",
+    "distillation_loss",
     "hidden_cosine",
     "load_minilm_teacher",
     "mask_tokens",

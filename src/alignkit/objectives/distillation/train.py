@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from alignkit.objectives.distillation.distilbert import DistillationBatch, distilbert
 from alignkit.objectives.distillation.wid import Compactor, wid_fold, wid_hard_prune, wid_squeeze_step
 from alignkit.registry import register
+from alignkit.types import LossOutput
 
 METHODS = ("distilbert", "wid")
 
@@ -128,6 +129,16 @@ def distillation_batch(
         teacher_hidden=teacher_out["teacher_hidden"],
         hidden_mask=batch["attention_mask"],
     )
+
+
+def distillation_loss(
+    student: nn.Module, teacher: nn.Module, batch: dict[str, Tensor], **hyper_parameters: float
+) -> LossOutput:
+    """One distillation step's loss: the teacher's tensors once (no grad), the student's forward, and the
+    ``distilbert`` objective on the resulting :class:`DistillationBatch`. This is the call a trainer makes for
+    an objective whose ``batch_type`` is ``DistillationBatch`` (``batch``: ``input_ids``, ``attention_mask``
+    and optional masked-LM ``labels`` with -100 off target, e.g. from :func:`mask_tokens`)."""
+    return distilbert(distillation_batch(student, batch, teacher_outputs(teacher, batch)), **hyper_parameters)
 
 
 def _add_compactors(student: nn.Module) -> list[Compactor]:
@@ -245,10 +256,7 @@ def train_student(
         batch = {"input_ids": ids, "attention_mask": enc["attention_mask"], "labels": labels}
         opt.zero_grad(set_to_none=True)
         if method == "distilbert":
-            out = distilbert(
-                distillation_batch(student, batch, teacher_outputs(teacher, batch)),
-                **(hyper_parameters or {}),
-            )
+            out = distillation_loss(student, teacher, batch, **(hyper_parameters or {}))
             loss, entry = out.loss, dict(out.metrics)
         else:
             logits, _ = student_forward(student, batch)
