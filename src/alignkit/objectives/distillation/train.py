@@ -306,6 +306,7 @@ def compare_to_teacher(
     max_length: int = 32,
     bootstrap: int = 1000,
     repeats: int = 1,
+    max_tokens: int = 512,
     seed: int = 0,
 ) -> dict[str, float]:
     """DistilBERT (arXiv:1910.01108) measures how much of the teacher a student keeps; this metric does it for
@@ -315,7 +316,7 @@ def compare_to_teacher(
         cos_i        = cos(e_s(x_i), e_t(x_i))           (mean-pooled sentence embeddings)
         embedding_cosine = mean_i cos_i, with a bootstrap 95% interval over sentences
         retrieval_agreement = mean_i [argmax_{j != i} cos(e_s(x_i), e_s(x_j)) == argmax_{j != i} cos(e_t(x_i), e_t(x_j))]
-        token_agreement = mean over real tokens of [argmax z_s == argmax z_t]   (tied-head logits, unmasked input)
+        token_agreement = mean over the first max_tokens real tokens of [argmax z_s == argmax z_t]   (tied-head logits, unmasked input)
         params = number of parameters; ms_per_batch = forward time of one batch of all texts (best of
         ``repeats``); speedup = teacher's ms_per_batch / student's
 
@@ -323,12 +324,14 @@ def compare_to_teacher(
         max_length: 32 — tokens per sentence.
         bootstrap: 1000 — bootstrap resamples of the sentences for the interval.
         repeats: 1 — timed forward passes per model (the best is kept).
+        max_tokens: 512 — real tokens (in order) scored for token agreement (each costs a full-vocabulary
+            projection per model).
         seed: 0 — bootstrap seed.
     """
     if len(texts) < 3:
         raise ValueError("texts needs at least 3 sentences")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1; got {repeats}")
+    if repeats < 1 or max_tokens < 1:
+        raise ValueError(f"repeats and max_tokens must be >= 1; got {repeats}, {max_tokens}")
 
     def timed(model: nn.Module) -> tuple[Tensor, float]:
         best = float("inf")
@@ -352,6 +355,7 @@ def compare_to_teacher(
 
     enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     real = enc["attention_mask"].bool()
+    real &= real.flatten().cumsum(0).view_as(real) <= max_tokens
     zt = tied_logits(
         teacher, teacher(**{k: enc[k] for k in ("input_ids", "attention_mask")}).last_hidden_state[real]
     )
