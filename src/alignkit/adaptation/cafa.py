@@ -30,7 +30,7 @@ register_field(
     paper=PAPER,
     arxiv=ARXIV,
     tags=("adaptation", "test-time", "modality:any"),
-    verification="paper-formula",
+    verification="reconstruction",
 )
 def class_gaussian_stats(
     features: Tensor, labels: Tensor, num_classes: int, *, shared: bool = True, shrinkage: float = 1e-3

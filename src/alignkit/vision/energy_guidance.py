@@ -68,7 +68,7 @@ def _example() -> str:
         "feedback:demonstration",
         "data:off-policy",
     ),
-    verification="paper-formula",
+    verification="reconstruction",
 )
 def energy_guidance(batch: GuidanceBatch, *, eps: float = 1e-12) -> LossOutput:
     """Studying How to Efficiently and Effectively Guide Models with Explanations (Energy loss,
@@ -83,7 +83,8 @@ def energy_guidance(batch: GuidanceBatch, *, eps: float = 1e-12) -> LossOutput:
     Hyper-parameters:
         eps: 1e-12 — added to the denominator (ours, for a map with no positive attribution: the loss is then 1).
 
-    Tests: all positive attribution in the box gives 0; uniform attribution with a box covering a fraction f
+    Verification: reconstruction — the formula is the catalogue's recollection of the paper's definition (the
+    paper and sukrutrao/Model-Guidance were not read here). Tests: all positive attribution in the box gives 0; uniform attribution with a box covering a fraction f
     gives 1 - f (the paper's definition). No full pipeline is provided here (no B-cos network): this is a
     function of the tensors the method consumes, tested on small synthetic tensors.
     """

@@ -20,7 +20,7 @@ MODES = ("original", "contiguous")
     arxiv=ARXIV,
     aliases=("gap_position_ids",),
     tags=("token-pruning", "inference", "modality:vision"),
-    verification="paper-formula",
+    verification="reconstruction",
 )
 def pruned_position_ids(keep_mask: Tensor, *, mode: str = "original") -> list[Tensor]:
     """Grounding-Aware Token Pruning: Recovering from Drastic Performance Drops in Visual Grounding Caused by
@@ -36,7 +36,8 @@ def pruned_position_ids(keep_mask: Tensor, *, mode: str = "original") -> list[Te
         mode: "original" — "original" (GAP) or "contiguous" (the naive baseline).
 
     Returns one LongTensor of position IDs per row (rows can keep different numbers of tokens). Source: the
-    abstract and a secondary write-up ("keeps the original position IDs intact"); this rule is the whole method.
+    abstract and a secondary write-up ("keeps the original position IDs intact"); this rule is the whole method
+    (verification: reconstruction — the paper's handling of text-token IDs was not read).
     No full pipeline is provided here (no multimodal LLM): this is a function of the tensors the method
     consumes, tested on small synthetic tensors (and a tiny RoPE attention).
     """
