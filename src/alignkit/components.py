@@ -24,6 +24,8 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "scaling_law": ("alignkit.scaling",),
     "recipe": ("alignkit.recipes",),
     "metric": ("alignkit.eval.metrics",),
+    "adaptation": ("alignkit.adaptation",),
+    "vision": ("alignkit.vision",),
 }
 
 _loaded: set[str] = set()

@@ -119,6 +119,11 @@ register_field(
     "logits restricted to the number tokens at every position, their values, and the targets' values (NTL)",
 )
 register_field(
+    "class_logits",
+    "a classifier's logits, (B, C) (ClassificationBatch.logits; CAFA's FeatureAlignmentBatch)",
+    computed="the model's classification head",
+)
+register_field(
     "teacher_logits",
     "full-vocabulary logits of teacher model(s) at the student's positions",
 )

@@ -25,11 +25,15 @@ AXES: dict[str, tuple[str, ...]] = {
         "comparison-oracle",  # yes/no comparisons of two models
         "teacher-logits",  # a teacher model's token distribution (distillation)
         "llm-judge",  # an LLM judge's verdicts (the survey's model-based feedback)
+        "self-supervised",  # no labels: the model's own predictions or source statistics (adaptation)
     ),
 }
 # Axes outside the survey (validated like the survey's, not part of its table): the data modality of the
 # representation family (alignkit.objectives.representation), whose losses are not preference learning.
-OTHER_AXES: dict[str, tuple[str, ...]] = {"modality": ("text", "image", "audio", "video", "cross-modal")}
+OTHER_AXES: dict[str, tuple[str, ...]] = {
+    "modality": ("text", "image", "vision", "audio", "video", "cross-modal", "tabular", "any"),
+}
+OPTIONAL_AXES = OTHER_AXES  # a component may carry them; no objective must
 
 
 def taxonomy_of(component: Component) -> dict[str, list[str]]:
@@ -46,10 +50,9 @@ def taxonomy_of(component: Component) -> dict[str, list[str]]:
                 raise ValueError(
                     f"component {component.name!r} has tag {tag!r}; {axis} is one of {OTHER_AXES[axis]}"
                 )
-            continue
-        if axis not in AXES:
-            continue
-        if value not in AXES[axis]:
+        elif axis not in AXES:
+            continue  # not an axis of the taxonomy (e.g. needs:)
+        elif value not in AXES[axis]:
             raise ValueError(f"component {component.name!r} has tag {tag!r}, not in the taxonomy {AXES}")
         out.setdefault(axis, []).append(value)
     return out
@@ -84,7 +87,9 @@ def taxonomy_table(*, kind: str | None = None) -> dict[str, dict[str, list[str]]
     Source: the survey's abstract and project page (catalogue entry 92). The Model axis is not tagged (it is a
     property of the network, not of the objective).
     """
-    table: dict[str, dict[str, list[str]]] = {axis: {v: [] for v in values} for axis, values in AXES.items()}
+    table: dict[str, dict[str, list[str]]] = {
+        axis: {v: [] for v in values} for axis, values in {**AXES, **OPTIONAL_AXES}.items()
+    }
     for c in list_components(kind=kind):
         for axis, values in taxonomy_of(c).items():
             for v in values:

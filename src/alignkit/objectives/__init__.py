@@ -2,6 +2,7 @@
 
 from alignkit.objectives import (  # noqa: F401
     classification,
+    distillation,
     policy_gradient,
     preference,
     reference_free,

@@ -24,7 +24,7 @@ FIELD_OF: dict[str, str] = {
     "base_logits": "class_base_logits",
 }
 
-register_field("class_logits", "a classifier's logits, (B, C) (ClassificationBatch.logits)")
+# class_logits is declared once in alignkit.spec (shared with the adaptation family)
 register_field(
     "class_targets",
     "targets (ClassificationBatch.targets): class ids (B,) int, soft labels (B, C) float, or regression values",
