@@ -147,6 +147,7 @@ def test_dwkmm_objective_matches_the_authors_problem():
     g = np.random.default_rng(0)
     xtr = np.concatenate([g.normal(-1, 1, (8, 2)), g.normal(1, 1, (8, 2))])
     xte = g.normal(1, 1, (10, 2))
+    assert ak.get("dwgcs_weights") is double_weights  # the registered procedure is this function
     for D in (1, 4):
         beta, alpha = double_weights(torch.from_numpy(xtr), torch.from_numpy(xte), D=D, B=1000, sigma=1.0)
         ours = weighted_mmd2(torch.from_numpy(xtr), torch.from_numpy(xte), beta, alpha, 1.0)

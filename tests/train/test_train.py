@@ -327,7 +327,8 @@ class Kill(Hook):
         if ctx.step == int(sys.argv[3]):
             os.kill(os.getpid(), signal.SIGKILL)
 ak.train(objective="dpo", model=sys.argv[1], data=sys.argv[2], output_dir=sys.argv[4], max_steps=6, batch_size=4,
-         learning_rate=1e-2, save_steps=2, progress=False, cache_dir=sys.argv[4] + "-cache", hooks=[Kill()])
+         learning_rate=1e-2, save_steps=2, progress=False, cache_dir=sys.argv[4] + "-cache", hooks=[Kill()],
+         resume=len(sys.argv) > 5)
 """
 
 
@@ -344,32 +345,15 @@ def test_resume_after_sigkill_matches_uninterrupted(model_dir, data_file, tmp_pa
     assert p.returncode == -9, p.stderr[-2000:]
     assert sorted(c.name for c in killed.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     (killed / ".tmp-checkpoint-6-1").mkdir()  # a save cut short: must be ignored
-    rc = cli(
-        [
-            "train",
-            "--objective",
-            "dpo",
-            "--model",
-            str(model_dir),
-            "--data",
-            str(data_file),
-            "--output",
-            str(killed),
-            "--max-steps",
-            "6",
-            "--batch-size",
-            "4",
-            "--learning-rate",
-            "1e-2",
-            "--save-steps",
-            "2",
-            "--no-progress",
-            "--cache-dir",
-            str(killed) + "-cache",
-            "--resume",
-        ]
+    # the same run (same hooks: a run's identity includes them) resumed; its Kill hook now never fires
+    p = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(model_dir), str(data_file), "0", str(killed), "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert rc == 0
+    assert p.returncode == 0, p.stderr[-2000:]
     resumed = [json.loads(x) for x in (killed / "history.jsonl").read_text().splitlines()]
     full = ak.train(
         objective="dpo",

@@ -49,7 +49,7 @@ def distribution_weights(pl_distribution: Tensor, dist_temperature: float = 1.5)
     paper=PAPER,
     arxiv=ARXIV,
     tags=("semi-supervised", "imbalanced", "modality:any"),
-    verification="official-code-parity",
+    verification="paper-formula",
 )
 def daso_pseudo_labels(
     linear_probs: Tensor,
@@ -151,7 +151,7 @@ def _example() -> str:
         "feedback:self-supervised",
         "data:off-policy",
     ),
-    verification="official-code-parity",
+    verification="paper-formula",
 )
 def daso(
     batch: SemiSupervisedBatch,

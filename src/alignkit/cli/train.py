@@ -51,6 +51,8 @@ def _config_flags(p: argparse.ArgumentParser) -> set[str]:
             kw.update(nargs="+", metavar="VALUE")
         else:
             kw["metavar"] = "YAML" if f.name == "hyper_parameters" else f.name.upper()
+            if hint in (int, float):  # the same type as the flag of that name in every other command
+                kw["type"] = hint
         aliases = [
             a for a in (*_ALIASES.get(f.name, ()), *flag_aliases(f.name)) if a != flag and a not in taken
         ]
