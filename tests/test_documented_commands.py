@@ -41,6 +41,9 @@ TINY: dict[tuple[str, ...], tuple[list[str], str]] = {
 NOT_RUN: dict[str, str] = {
     "alignkit train ... --resume": "'...' stands for the flags of the run being resumed; resuming is tested in "
     "tests/train/test_train.py",
+    "alignkit train ... --overwrite": "'...' stands for a run's flags; the output-folder rules are tested in "
+    "tests/train/test_output_safety.py",
+    "alignkit train --help": "prints the help and exits; every flag's help is checked in tests/train/test_config_cli.py",
 }
 
 #: placeholders of the docs, all replaced by one tiny testbed model folder

@@ -137,6 +137,7 @@ def _example() -> str:
         "data:off-policy",
     ),
     verification="reconstruction",
+    ranges={"eps": "[0, inf)"},  # eps = 0: no covariance regulariser (identity-covariance hand values)
 )
 def cafa(batch: FeatureAlignmentBatch, *, eps: float = 1e-8) -> LossOutput:
     """CAFA: Class-Aware Feature Alignment for Test-Time Adaptation (arXiv:2206.00205).

@@ -49,7 +49,12 @@ def translate(mapping: Mapping[str, Any], source: str, fields: set[str]) -> dict
     """``mapping`` with TRL names turned into TrainConfig fields (``fields``); an unsupported TRL field raises
     :class:`ConfigError` naming it (and ``source``)."""
     out: dict[str, Any] = {}
-    hp = dict(mapping.get("hyper_parameters") or {})
+    given_hp = mapping.get("hyper_parameters")
+    if given_hp is not None and not isinstance(given_hp, Mapping):
+        raise ConfigError(
+            f"{source}: hyper_parameters must be a mapping of the objective's hyper-parameters; got {given_hp!r}"
+        )
+    hp = dict(given_hp or {})
     loss_type = mapping.get("loss_type")
     weights = mapping.get("loss_weights")
     for key, value in mapping.items():

@@ -22,6 +22,7 @@ SCHEDULES = ("linear", "power")
     requires=("paired_embeddings",),
     tags=("contrastive", "in-batch-negatives", "modality:image", "modality:text"),
     verification="official-code-parity",
+    ranges={"beta": "[0, inf)"},  # beta = 0: no model-aware adaptation (re-weighted InfoNCE)
 )
 @example(
     """
