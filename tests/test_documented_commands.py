@@ -60,6 +60,8 @@ def documented_commands() -> list[tuple[str, str]]:
             for line in re.sub(r"\\\n\s*", " ", block).splitlines():
                 for part in line.split("&&"):
                     words = shlex.split(part, comments=True)
+                    if "|" in words:  # `alignkit list --json | python ...`: the alignkit part is what we run
+                        words = words[: words.index("|")]
                     if words and words[0] == "alignkit":
                         out.append((doc.name, " ".join(shlex.quote(w) for w in words)))
     return out
