@@ -436,6 +436,7 @@ def run_worker(
     ref: str,
     device: str = "cpu",
     extra: tuple[str, ...] = (),
+    timeout_s: float | None = None,
 ) -> dict:
     """One worker process; ``extra``: more worker flags (``--arch``, ``--pairs``, ``--max-length``,
     ``--grad-ckpt``, ``--padding-free``, ``--breakdown``). A worker that ran out of GPU memory returns
@@ -451,7 +452,7 @@ def run_worker(
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     t = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"{system} worker failed:\n{proc.stderr[-4000:]}")
     res = json.loads(Path(out).read_text())

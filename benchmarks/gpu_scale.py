@@ -41,6 +41,7 @@ import json
 import math
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -175,6 +176,8 @@ def fixed_rows(n: int, vocab: int, length: int, seed: int = 2) -> list[dict[str,
 
 def summarise(res: dict, warmup: int, shape: dict, vocab: int, ref: str, peak_gflops: float) -> dict:
     """s/step, tok/s, memory, MFU (alignkit's exact lengths give the FLOPs; TRL gets the same rows' FLOPs per s)."""
+    if res.get("failed"):
+        return dict(oom=False, failed=True, error=res["error"])
     if res.get("oom"):
         return dict(oom=True, error=res.get("error", ""), mem_gb=res.get("cuda_peak_gb"))
     times, toks = res["times"][warmup:], res["tokens"][warmup:]
@@ -197,8 +200,13 @@ def summarise(res: dict, warmup: int, shape: dict, vocab: int, ref: str, peak_gf
     return out
 
 
+def ok(row: dict) -> bool:
+    """A run that finished (neither out of memory nor failed)."""
+    return not row.get("oom") and not row.get("failed")
+
+
 def add_mfu(row: dict, flops_per_step: float | None, peak_tflops: float, measured_tflops: float) -> None:
-    if row.get("oom") or not flops_per_step:
+    if not ok(row) or not flops_per_step:
         return
     achieved = flops_per_step / row["s_step"] / 1e12
     row["achieved_tflops"] = achieved
@@ -225,8 +233,8 @@ def plan(args: argparse.Namespace) -> list[dict]:
         for sh in sorted(small, key=lambda s: s != "qwen2.5-1.5b"):  # 1.5B first: the MFU target is set there
             table(sh, "model", main)
     if "curve" in args.parts:
-        for s in curve_systems:
-            for length in args.curve_lengths:
+        for length in args.curve_lengths:  # both systems at each L, so a deadline leaves comparable points
+            for s in curve_systems:
                 jobs.append(dict(part="curve", shape=args.curve_shape, ref="model", system=s, length=length))
     if "table" in args.parts:
         if "cache" in refs:
@@ -252,7 +260,7 @@ def plots(result: dict, out: Path) -> list[Path]:
 
     made = []
     dev = result["meta"]["device_name"]
-    rows = [r for r in result["table"] if not r["oom"]]
+    rows = [r for r in result["table"] if ok(r)]
     if rows:
         labels = [f"{r['shape'].replace('qwen2.5-', '')}\n{r['ref']}\n{r['system']}" for r in rows]
         fig, axes = plt.subplots(1, 3, figsize=(max(12, 1.2 * len(rows) * 3), 4.5))
@@ -288,11 +296,11 @@ def plots(result: dict, out: Path) -> list[Path]:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
         for system in sorted({r["system"] for r in curve}):
             pts = sorted((r for r in curve if r["system"] == system), key=lambda r: r["length"])
-            ok = [r for r in pts if not r["oom"]]
-            line = axes[0].plot([r["length"] for r in ok], [r["tok_s"] for r in ok], "o-", label=system)
-            axes[1].plot([r["length"] for r in ok], [r["mem_gb"] for r in ok], "o-", label=system)
+            done = [r for r in pts if ok(r)]
+            line = axes[0].plot([r["length"] for r in done], [r["tok_s"] for r in done], "o-", label=system)
+            axes[1].plot([r["length"] for r in done], [r["mem_gb"] for r in done], "o-", label=system)
             for r in pts:
-                if r["oom"]:
+                if r.get("oom"):
                     for ax in axes:
                         ax.axvline(r["length"], color=line[0].get_color(), ls=":", alpha=0.7)
         axes[0].set_ylabel("real tokens / s")
@@ -315,6 +323,8 @@ def line(r: dict) -> str:
     head = f"{r['part']:>5} {r['shape']:>12} ref={r['ref']:<5} {r['system']:<9}"
     if "length" in r:
         head += f" L={r['length']:<6}"
+    if r.get("failed"):
+        return f"{head} FAILED: {r['error'][-300:]}"
     if r["oom"]:
         return f"{head} OUT OF MEMORY ({r.get('error', '')[:80]})"
     mfu = f" MFU {100 * r['mfu']:.1f}%" if "mfu" in r else ""
@@ -440,9 +450,16 @@ def main(argv: list[str] | None = None) -> dict:
             worker = (
                 "trl"  # TRL's fastest settings without Liger: padding_free only (the row records liger=False)
             )
-        raw = harness.run_worker(worker, tokdirs[vocab], data, steps, job["ref"], args.device, tuple(extra))
+        # a worker that crashes or hangs is a row too (error), not the end of the run
+        limit = None if args.deadline_s is None else max(120.0, args.deadline_s + 150.0 - elapsed)
+        try:
+            raw = harness.run_worker(
+                worker, tokdirs[vocab], data, steps, job["ref"], args.device, tuple(extra), limit
+            )
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            raw = dict(failed=True, error=str(exc)[-3000:])
         row = dict(job, **summarise(raw, warmup, flops_shape(config), vocab, job["ref"], peak))
-        if job["part"] == "curve" and row["oom"]:
+        if job["part"] == "curve" and not ok(row):  # longer L would run out of memory / fail the same way
             curve_oom.add(job["system"])
         result[job["part"]].append(row)
         _fill_mfu(result, peak, measured)
@@ -477,7 +494,7 @@ def _fill_mfu(result: dict, peak: float, measured: float) -> None:
         rows = result[part]
         flops: dict[tuple, float] = {}
         for r in rows:
-            if r["system"] == "alignkit" and not r["oom"] and "model_tflop_per_step" in r:
+            if r["system"] == "alignkit" and ok(r) and "model_tflop_per_step" in r:
                 flops[(r["shape"], r["ref"], r.get("length"))] = r["model_tflop_per_step"] * 1e12
         for r in rows:
             add_mfu(r, flops.get((r["shape"], r["ref"], r.get("length"))), peak, measured)
@@ -496,7 +513,7 @@ def targets(result: dict) -> dict:
     for sh in ("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b", "toy"):
         for ref in ("model", "cache"):
             a, t = get("table", sh, ref, "alignkit"), get("table", sh, ref, "trl-liger")
-            if a and t and not a["oom"] and not t["oom"]:
+            if a and t and ok(a) and ok(t):
                 out[f"{sh}/{ref}"] = dict(
                     tok_s_ratio_vs_trl_liger=a["tok_s"] / t["tok_s"],
                     mem_ratio_vs_trl_liger=a["mem_gb"] / t["mem_gb"],
@@ -506,9 +523,9 @@ def targets(result: dict) -> dict:
                 )
     longest = {}
     for s in {r["system"] for r in result["curve"]}:
-        ok = [r["length"] for r in result["curve"] if r["system"] == s and not r["oom"]]
-        oom = [r["length"] for r in result["curve"] if r["system"] == s and r["oom"]]
-        longest[s] = dict(longest_fit=max(ok) if ok else None, first_oom=min(oom) if oom else None)
+        fit = [r["length"] for r in result["curve"] if r["system"] == s and ok(r)]
+        oom = [r["length"] for r in result["curve"] if r["system"] == s and r.get("oom")]
+        longest[s] = dict(longest_fit=max(fit) if fit else None, first_oom=min(oom) if oom else None)
     out["curve_longest"] = longest
     return out
 
