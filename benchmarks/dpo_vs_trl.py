@@ -177,22 +177,10 @@ class PhaseTimer:
     times one extra step with these on (``--breakdown``) and leaves it out of its s/step."""
 
     def __init__(self, cuda: bool) -> None:
-        import torch
-        from torch.optim.optimizer import (
-            register_optimizer_step_post_hook,
-            register_optimizer_step_pre_hook,
-        )
-
         self.cuda, self.active, self.depth = cuda, False, 0
         self.acc: dict[str, float] = {}
         self.t0 = 0.0
-        mod = torch.nn.modules.module
-        self.handles = [
-            mod.register_module_forward_pre_hook(self._pre),
-            mod.register_module_forward_hook(self._post),
-            register_optimizer_step_pre_hook(self._opt_pre),
-            register_optimizer_step_post_hook(self._opt_post),
-        ]
+        self.handles: list = []
 
     def _now(self) -> float:
         if self.cuda:
@@ -229,12 +217,29 @@ class PhaseTimer:
             self.acc["optimizer"] = self.acc.get("optimizer", 0.0) + self._now() - self.t_opt
 
     def begin(self) -> None:
-        self.acc, self.active = {}, True
+        """Install the hooks (global, so only for the timed step) and start the step's clock."""
+        import torch
+        from torch.optim.optimizer import (
+            register_optimizer_step_post_hook,
+            register_optimizer_step_pre_hook,
+        )
+
+        mod = torch.nn.modules.module
+        self.handles = [
+            mod.register_module_forward_pre_hook(self._pre),
+            mod.register_module_forward_hook(self._post),
+            register_optimizer_step_pre_hook(self._opt_pre),
+            register_optimizer_step_post_hook(self._opt_post),
+        ]
+        self.acc, self.active, self.depth = {}, True, 0
         self.t0 = self._now()
 
     def end(self) -> dict[str, float]:
         total = self._now() - self.t0
         self.active = False
+        for h in self.handles:
+            h.remove()
+        self.handles = []
         out = {k: self.acc.get(k, 0.0) for k in ("policy_forward", "reference_forward", "optimizer")}
         out["rest"] = total - sum(out.values())
         out["step"] = total
