@@ -262,7 +262,14 @@ def plots(result: dict, out: Path) -> list[Path]:
     dev = result["meta"]["device_name"]
     rows = [r for r in result["table"] if ok(r)]
     if rows:
-        labels = [f"{r['shape'].replace('qwen2.5-', '')}\n{r['ref']}\n{r['system']}" for r in rows]
+
+        def label(r: dict) -> str:
+            system = r["system"] + (
+                " (no Liger)" if r["system"] == "trl-liger" and not r.get("liger") else ""
+            )
+            return f"{r['shape'].replace('qwen2.5-', '')}\n{r['ref']}\n{system}"
+
+        labels = [label(r) for r in rows]
         fig, axes = plt.subplots(1, 3, figsize=(max(12, 1.2 * len(rows) * 3), 4.5))
         x = range(len(rows))
         axes[0].bar(x, [r["tok_s"] for r in rows], color="tab:blue")
@@ -307,10 +314,12 @@ def plots(result: dict, out: Path) -> list[Path]:
         axes[1].set_ylabel("peak memory (GB)")
         for ax in axes:
             ax.set_xscale("log", base=2)
-            ax.set_xlabel("sequence length L = prompt + completion (1 pair / step); dotted: out of memory")
+            ax.set_xlabel("L = prompt + completion tokens (1 pair / step)")
             ax.grid(alpha=0.3)
             ax.legend()
-        fig.suptitle(f"{result['meta']['curve_shape']} DPO, reference each step, on {dev}")
+        fig.suptitle(
+            f"{result['meta']['curve_shape']} DPO, reference each step, on {dev} (dotted: out of memory)"
+        )
         fig.tight_layout()
         p = out / "gpu_scale_curve.png"
         fig.savefig(p, dpi=110)
