@@ -101,16 +101,24 @@ def build_rows(n: int, vocab: int, prompt: tuple[int, int], seed: int = 0) -> li
     ]
 
 
-def step_flops(lengths: list[tuple[int, int, int]], vocab: int, ref_each_step: bool) -> float:
-    """Model FLOPs of one DPO step over pairs ``(prompt, chosen, rejected)`` token counts (see module doc)."""
-    backbone = LAYERS * (4 * D_MODEL * D_MODEL + 3 * D_MODEL * FFN)
+def step_flops(
+    lengths: list[tuple[int, int, int]], vocab: int, ref_each_step: bool, shape: dict | None = None
+) -> float:
+    """Model FLOPs of one DPO step over pairs ``(prompt, chosen, rejected)`` token counts (see module doc).
+
+    ``shape``: ``{"d": hidden, "layers": n, "ffn": intermediate, "kv": key/value width (GQA: kv heads x head
+    dim)}``; default this script's model (``kv = d``). Per layer the matmul weights are q, o (d x d), k, v (d x kv)
+    and the gated MLP (3 x d x ffn)."""
+    sh = shape or dict(d=D_MODEL, layers=LAYERS, ffn=FFN, kv=D_MODEL)
+    d, layers = sh["d"], sh["layers"]
+    backbone = layers * (2 * d * d + 2 * d * sh["kv"] + 3 * d * sh["ffn"])
     tokens = scored = attended = 0
     for p, c, r in lengths:
         tokens += p + c + r
         scored += c + r
         n = p + c
         attended += n * (n + 1) // 2 + r * p + r * (r + 1) // 2
-    fwd = 2 * backbone * tokens + 2 * D_MODEL * vocab * scored + 4 * D_MODEL * LAYERS * attended
+    fwd = 2 * backbone * tokens + 2 * d * vocab * scored + 4 * d * layers * attended
     return fwd * (4 if ref_each_step else 3)
 
 
@@ -145,11 +153,104 @@ def matmul_peak(device: str = "cpu") -> float:
 
 
 # --------------------------------------------------------------------------------------------------- workers
+def build_policy(args: argparse.Namespace):
+    """The policy a worker trains: ``--arch`` (a JSON model config) builds random weights in-process on the device
+    (seed 0, fp32, SDPA attention), so the large shapes need no checkpoint on disk; else the saved ``--model``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if not args.arch:
+        return AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    spec = json.loads(Path(args.arch).read_text())
+    cfg = AutoConfig.for_model(**spec)
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    with torch.device("cuda" if args.device == "cuda" else "cpu"):
+        return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+
+
+class PhaseTimer:
+    """Where one DPO step's time goes, measured alike for every system: the decoder backbone's forward with
+    gradients (policy) and without (reference), and the optimizer step; ``rest`` (LM head, loss, backward,
+    clipping, data) is the step time minus these. Global forward hooks find the backbone (a module with
+    ``embed_tokens`` and ``layers``) whoever calls it; the device is synchronised at every boundary, so a worker
+    times one extra step with these on (``--breakdown``) and leaves it out of its s/step."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda, self.active, self.depth = cuda, False, 0
+        self.acc: dict[str, float] = {}
+        self.t0 = 0.0
+        self.handles: list = []
+
+    def _now(self) -> float:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    @staticmethod
+    def _is_backbone(m) -> bool:
+        return hasattr(m, "embed_tokens") and hasattr(m, "layers")
+
+    def _pre(self, m, *a) -> None:
+        if self.active and self._is_backbone(m):
+            self.depth += 1
+            if self.depth == 1:
+                self.t_fwd = self._now()
+
+    def _post(self, m, *a) -> None:
+        if self.active and self._is_backbone(m):
+            self.depth -= 1
+            if self.depth == 0:
+                import torch
+
+                key = "policy_forward" if torch.is_grad_enabled() else "reference_forward"
+                self.acc[key] = self.acc.get(key, 0.0) + self._now() - self.t_fwd
+
+    def _opt_pre(self, *a) -> None:
+        if self.active:
+            self.t_opt = self._now()
+
+    def _opt_post(self, *a) -> None:
+        if self.active:
+            self.acc["optimizer"] = self.acc.get("optimizer", 0.0) + self._now() - self.t_opt
+
+    def begin(self) -> None:
+        """Install the hooks (global, so only for the timed step) and start the step's clock."""
+        import torch
+        from torch.optim.optimizer import (
+            register_optimizer_step_post_hook,
+            register_optimizer_step_pre_hook,
+        )
+
+        mod = torch.nn.modules.module
+        self.handles = [
+            mod.register_module_forward_pre_hook(self._pre),
+            mod.register_module_forward_hook(self._post),
+            register_optimizer_step_pre_hook(self._opt_pre),
+            register_optimizer_step_post_hook(self._opt_post),
+        ]
+        self.acc, self.active, self.depth = {}, True, 0
+        self.t0 = self._now()
+
+    def end(self) -> dict[str, float]:
+        total = self._now() - self.t0
+        self.active = False
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+        out = {k: self.acc.get(k, 0.0) for k in ("policy_forward", "reference_forward", "optimizer")}
+        out["rest"] = total - sum(out.values())
+        out["step"] = total
+        return out
+
+
 def worker_alignkit(args: argparse.Namespace) -> dict:
     import torch
 
-    import alignkit as ak
-    from alignkit.train import Hook
+    # ``alignkit.train.train``: after ``from alignkit.train import ...`` the name ``ak.train`` is the subpackage
+    from alignkit.train import Hook, train
 
     cuda = args.device == "cuda"
     if not cuda:
@@ -159,6 +260,8 @@ def worker_alignkit(args: argparse.Namespace) -> dict:
     toks: list[int] = []
     lens: list[list[tuple[int, int, int]]] = []
     marks = {"first": None}
+    phases = PhaseTimer(cuda) if args.breakdown else None
+    breakdown: list[dict[str, float]] = []
 
     class Timer(Hook):
         def on_step_begin(self, ctx):
@@ -167,6 +270,8 @@ def worker_alignkit(args: argparse.Namespace) -> dict:
             self.t = time.perf_counter()
             self.n = 0
             self.lens = []
+            if phases is not None and len(times) == args.steps:  # the extra last step: timed by phase
+                phases.begin()
 
         def extra_loss(self, ctx, micro, out):
             for e in micro.examples:
@@ -176,27 +281,38 @@ def worker_alignkit(args: argparse.Namespace) -> dict:
             return None
 
         def on_step_end(self, ctx, record):
+            if phases is not None and phases.active:
+                breakdown.append(phases.end())
+                return
             if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - self.t)
             toks.append(self.n)
             lens.append(self.lens)
 
+    # --arch: random weights built before the clock starts (setup_s is the trainer's own setup, as for TRL below)
+    built = build_policy(args) if args.arch else None
     t0 = time.perf_counter()
     cache = tempfile.mkdtemp(prefix="ak-bench-cache-")
-    kw = dict(reference="model", ref_model=args.model) if args.ref == "model" else dict(reference="cache")
-    res = ak.train(
+    if built is not None:  # in-memory random weights; reference="model" then runs a frozen copy of the policy
+        model, tok = built, args.model
+        kw = dict(reference=args.ref)
+    else:
+        model, tok = args.model, None
+        kw = dict(reference="model", ref_model=args.model) if args.ref == "model" else dict(reference="cache")
+    res = train(
         objective="dpo",
-        model=args.model,
+        model=model,
+        tokenizer=tok,
         data=rows,
-        batch_size=PAIRS,
-        max_steps=args.steps,
+        batch_size=args.pairs,
+        max_steps=args.steps + (1 if phases is not None else 0),
         learning_rate=1e-5,
         weight_decay=0.0,
         max_grad_norm=1.0,
         lr_scheduler="linear",
-        max_length=4096,
-        max_prompt_length=4096,
+        max_length=args.max_length,
+        max_prompt_length=args.max_length,
         hyper_parameters={"beta": 0.1},
         progress=False,
         tensorboard=False,
@@ -204,10 +320,13 @@ def worker_alignkit(args: argparse.Namespace) -> dict:
         seed=0,
         hooks=[Timer()],
         bf16=cuda,  # CUDA: bf16 autocast (fp32 master weights), as TRL's bf16=True
+        gradient_checkpointing=args.grad_ckpt,
         **kw,
     )
     setup = marks["first"] - t0
     out = dict(times=times, tokens=toks, lengths=lens, setup_s=setup, fast_paths=res.fast_paths)
+    if phases is not None:
+        out["breakdown"] = breakdown
     return out | _cuda_mem(cuda)
 
 
@@ -224,29 +343,37 @@ def worker_trl(args: argparse.Namespace) -> dict:
     times: list[float] = []
     toks: list[float] = []
     state = {"t": 0.0, "seen": 0.0, "first": None}
+    phases = PhaseTimer(cuda) if args.breakdown else None
+    breakdown: list[dict[str, float]] = []
 
     class Timer(TrainerCallback):
         def on_step_begin(self, a, s, c, **kw):
             if state["first"] is None:
                 state["first"] = time.perf_counter()
             state["t"] = time.perf_counter()
+            if phases is not None and len(times) == args.steps:  # the extra last step: timed by phase
+                phases.begin()
 
         def on_step_end(self, a, s, c, **kw):
+            if phases is not None and phases.active:
+                breakdown.append(phases.end())
+                return
             if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - state["t"])
 
         def on_log(self, a, s, c, logs=None, **kw):
-            if logs and "num_tokens" in logs:
+            if logs and "num_tokens" in logs and len(toks) < args.steps:
                 toks.append(logs["num_tokens"] - state["seen"])
                 state["seen"] = logs["num_tokens"]
 
+    built = build_policy(args) if args.arch else None  # before the clock, as in the alignkit worker
     t0 = time.perf_counter()
     out = tempfile.mkdtemp(prefix="trl-bench-")
     cfg = DPOConfig(
         output_dir=out,
-        per_device_train_batch_size=PAIRS,
-        max_steps=args.steps,
+        per_device_train_batch_size=args.pairs,
+        max_steps=args.steps + (1 if phases is not None else 0),
         learning_rate=1e-5,
         weight_decay=0.0,
         max_grad_norm=1.0,
@@ -254,12 +381,14 @@ def worker_trl(args: argparse.Namespace) -> dict:
         optim="adamw_torch",
         beta=0.1,
         loss_type=["sigmoid"],
-        max_length=4096,
+        max_length=args.max_length,
         use_cpu=not cuda,
         bf16=cuda,
         fp16=False,
         use_liger_kernel=args.liger,
-        gradient_checkpointing=False,  # faster on this CPU than TRL's default True (memory is not the limit)
+        padding_free=args.padding_free,
+        # off by default: faster on this CPU than TRL's default True (memory is not the limit); --grad-ckpt for both
+        gradient_checkpointing=args.grad_ckpt,
         precompute_ref_log_probs=args.ref == "cache",
         logging_steps=1,
         report_to=[],
@@ -268,17 +397,31 @@ def worker_trl(args: argparse.Namespace) -> dict:
         seed=0,
         disable_tqdm=True,
     )
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    model = (
+        built if built is not None else AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    )
+    ref_model = None
+    if built is not None and args.ref == "model":
+        # TRL would reload the reference from the config's path (there is none): give it a frozen copy
+        import copy
+
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     tok = AutoTokenizer.from_pretrained(args.model)
     trainer = DPOTrainer(
         model=model,
+        ref_model=ref_model,
         args=cfg,
         train_dataset=Dataset.from_list(rows),
         processing_class=tok,
         callbacks=[Timer()],
     )
     trainer.train()
-    return dict(times=times, tokens=toks, setup_s=state["first"] - t0) | _cuda_mem(cuda)
+    out = dict(times=times, tokens=toks, setup_s=state["first"] - t0, padding_free=trainer.padding_free)
+    liger = getattr(trainer.args, "use_liger_kernel", False)
+    out["liger"] = bool(liger)
+    if phases is not None:
+        out["breakdown"] = breakdown
+    return out | _cuda_mem(cuda)
 
 
 def _cuda_mem(cuda: bool) -> dict:
@@ -290,18 +433,31 @@ def _cuda_mem(cuda: bool) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- driver
-def run_worker(system: str, model: Path, data: Path, steps: int, ref: str, device: str = "cpu") -> dict:
+def run_worker(
+    system: str,
+    model: Path,
+    data: Path,
+    steps: int,
+    ref: str,
+    device: str = "cpu",
+    extra: tuple[str, ...] = (),
+    timeout_s: float | None = None,
+) -> dict:
+    """One worker process; ``extra``: more worker flags (``--arch``, ``--pairs``, ``--max-length``,
+    ``--grad-ckpt``, ``--padding-free``, ``--breakdown``). A worker that ran out of GPU memory returns
+    ``{"oom": True, ...}`` instead of raising."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
     worker, liger = ("trl", True) if system == "trl-liger" else (system, False)
     cmd = [sys.executable, __file__, "--worker", worker, "--model", str(model), "--data", str(data)]
     cmd += ["--steps", str(steps), "--ref", ref, "--out", out, "--device", device]
     cmd += ["--liger"] if liger else []
+    cmd += list(extra)
     env = dict(os.environ, OMP_NUM_THREADS="2", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     t = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"{system} worker failed:\n{proc.stderr[-4000:]}")
     res = json.loads(Path(out).read_text())
@@ -449,6 +605,14 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: bf16 autocast on one GPU")
     ap.add_argument("--liger", action="store_true", help="(TRL worker) use_liger_kernel=True")
+    ap.add_argument("--padding-free", action="store_true", help="(TRL worker) padding_free=True")
+    ap.add_argument("--pairs", type=int, default=PAIRS, help="(worker) pairs per step")
+    ap.add_argument("--max-length", type=int, default=4096, help="(worker) max tokens of prompt + completion")
+    ap.add_argument("--grad-ckpt", action="store_true", help="(worker) gradient checkpointing")
+    ap.add_argument(
+        "--arch", help="(worker) JSON model config: random weights built in-process on the device"
+    )
+    ap.add_argument("--breakdown", action="store_true", help="(worker) one extra step timed by phase")
     ap.add_argument(
         "--trl-liger",
         action=argparse.BooleanOptionalAction,
@@ -460,7 +624,12 @@ def main() -> None:
     # waiting costs nothing when the machine is idle. Set for both systems alike (and this process's peak).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.worker:
-        res = (worker_alignkit if args.worker == "alignkit" else worker_trl)(args)
+        import torch
+
+        try:
+            res = (worker_alignkit if args.worker == "alignkit" else worker_trl)(args)
+        except torch.OutOfMemoryError as exc:  # a result too: the longest sequence that fits is measured
+            res = dict(oom=True, error=str(exc).splitlines()[0][:300]) | _cuda_mem(args.device == "cuda")
         res["rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         Path(args.out).write_text(json.dumps(res))
         return

@@ -22,9 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dpo_vs_trl as bench  # noqa: E402
 
-import alignkit as ak  # noqa: E402
 from alignkit.engine import packing  # noqa: E402
 from alignkit.train import Hook  # noqa: E402
+from alignkit.train import train as ak_train  # noqa: E402  (ak.train is the subpackage once it is imported)
 
 
 def _sync() -> None:
@@ -67,10 +67,10 @@ def run(model: str, rows: list[dict], steps: int, packing_on: bool, profile: boo
         from torch.profiler import profile as prof
 
         with prof(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as p:
-            ak.train(**kw)
+            ak_train(**kw)
         print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=18, max_name_column_width=60))
     else:
-        ak.train(**kw)
+        ak_train(**kw)
     return statistics.median(times[2:])
 
 

@@ -7,7 +7,13 @@ A registered decoder is ``fn(model, tokenizer, prompts, context, **hyper_paramet
 where ``context`` is a :class:`DecodeContext` (reference model, reward function, sampling settings).
 """
 
-from alignkit.decoding._common import DecodeContext, interpolate_logits, next_token_logits, sample_text
+from alignkit.decoding._common import (
+    CachedNextTokenLogits,
+    DecodeContext,
+    interpolate_logits,
+    next_token_logits,
+    sample_text,
+)
 from alignkit.decoding.aed import AEDProcessor, aed, aed_merge, competitive_index, nucleus_size
 from alignkit.decoding.aligner_prefix import (
     AlignerPrefix,
@@ -78,6 +84,7 @@ __all__ = [
     "fused_teacher_logprobs",
     "inra",
     "trra",
+    "CachedNextTokenLogits",
     "DeRaProcessor",
     "DecodeContext",
     "dera",

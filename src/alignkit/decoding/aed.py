@@ -10,7 +10,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from alignkit.decoding._common import DecodeContext, left_pad_mask, pad_id_of, sample_text
+from alignkit.decoding._common import (
+    CachedNextTokenLogits,
+    DecodeContext,
+    left_pad_mask,
+    pad_id_of,
+    sample_text,
+)
 from alignkit.registry import register
 
 PAPER = (
@@ -85,7 +91,13 @@ def calibrate_threshold(model: nn.Module, tokenizer: Any, texts: Sequence[str], 
 class AEDProcessor:
     """Logits processor: at each step runs ``model`` on the reformatted context (the last ``truncate`` prompt
     tokens and all generated ones, decoded to text and wrapped in ``safety_prompt``), and mixes those post-alignment
-    logits in with the adaptive weight ``w_t`` (one state per row; reset with :meth:`reset`)."""
+    logits in with the adaptive weight ``w_t`` (one state per row; reset with :meth:`reset`).
+
+    The post-alignment pass keeps a KV cache across steps (:class:`CachedNextTokenLogits`: per row, the tokens
+    of the re-encoded context that still match are reused, so a step runs about one new token per row). Set
+    ``use_cache = False`` on an instance to re-run the whole re-formatted context every step (same logits)."""
+
+    use_cache: bool = True
 
     def __init__(
         self,
@@ -119,6 +131,7 @@ class AEDProcessor:
         self.weights: Tensor | None = None
         self.history: list[Tensor] = []
         self._last_len = -1
+        self._post = CachedNextTokenLogits(self.model, self.pad_token_id)
 
     def post_logits(self, input_ids: Tensor) -> Tensor:
         """Post-alignment logits ``[B, V]``: the same model on the safety-wrapped recent context."""
@@ -130,6 +143,8 @@ class AEDProcessor:
             start = 0 if self.truncate is None else max(0, len(real) - self.step - self.truncate)
             texts.append(self.tokenizer.decode(real[start:], skip_special_tokens=True))
         enc = [self.tokenizer(self.safety_prompt + t, add_special_tokens=True)["input_ids"] for t in texts]
+        if self.use_cache:
+            return self._post(enc)
         n = max(map(len, enc))
         ids = torch.full((len(enc), n), self.pad_token_id, dtype=torch.long)
         for i, e in enumerate(enc):
@@ -166,6 +181,7 @@ class AEDProcessor:
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         if input_ids.shape[1] != self._last_len + 1:  # a new batch of the sampler: fresh per-row state
             self.step, self.weights = 0, None
+            self._post.reset()
         self._last_len = input_ids.shape[1]
         if self.max_weight == 0.0:
             self.step += 1

@@ -77,8 +77,10 @@ class ControlProcessor(DeRaProcessor):
     """Sampling runs on the unaligned model; the aligned path is mixed in with weight ``lam``:
     ``lam * z_aligned + (1 - lam) * z_unaligned`` (normalised per path)."""
 
-    def __init__(self, aligned_model: nn.Module, lam: float, pad_token_id: int) -> None:
-        super().__init__(aligned_model, 1.0 - float(lam), pad_token_id)
+    def __init__(
+        self, aligned_model: nn.Module, lam: float, pad_token_id: int, *, use_cache: bool = True
+    ) -> None:
+        super().__init__(aligned_model, 1.0 - float(lam), pad_token_id, use_cache=use_cache)
 
 
 @register(

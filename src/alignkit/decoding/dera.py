@@ -8,8 +8,10 @@ from typing import Any
 from torch import Tensor, nn
 
 from alignkit.decoding._common import (
+    CachedNextTokenLogits,
     DecodeContext,
     interpolate_logits,
+    left_padded_rows,
     next_token_logits,
     pad_id_of,
     sample_text,
@@ -27,17 +29,27 @@ def dera_logits(aligned_logits: Tensor, ref_logits: Tensor, lam: float = 1.0) ->
 
 class DeRaProcessor:
     """Logits processor for the engine's sampler: the sampling model is the aligned one; the reference model is
-    run on the same (left-padded) sequences at every step and mixed in with weight ``1 - lam``."""
+    run on the same (left-padded) sequences at every step and mixed in with weight ``1 - lam``.
 
-    def __init__(self, ref_model: nn.Module, lam: float, pad_token_id: int) -> None:
+    With ``use_cache`` (default) the reference model keeps a KV cache across the sampler's steps
+    (:class:`~alignkit.decoding._common.CachedNextTokenLogits`): one new token per row and step instead of the
+    whole prefix, the same logits to float rounding. ``use_cache=False`` re-runs the prefix every step."""
+
+    def __init__(
+        self, ref_model: nn.Module, lam: float, pad_token_id: int, *, use_cache: bool = True
+    ) -> None:
         self.ref_model = ref_model
         self.lam = float(lam)
         self.pad_token_id = int(pad_token_id)
+        self.ref_logits = CachedNextTokenLogits(ref_model, pad_token_id) if use_cache else None
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         if self.lam == 1.0:
             return dera_logits(scores, scores, 1.0)
-        ref = next_token_logits(self.ref_model, input_ids, self.pad_token_id)
+        if self.ref_logits is None:
+            ref = next_token_logits(self.ref_model, input_ids, self.pad_token_id)
+        else:
+            ref = self.ref_logits(left_padded_rows(input_ids, self.pad_token_id))
         return dera_logits(scores, ref.to(scores.device), self.lam).to(scores.dtype)
 
 
