@@ -102,6 +102,96 @@ res = train(objective="sft", model=model, tokenizer=tokenizer, data=rows, batch_
 print(res.history[-1]["loss"])
 """
 
+# ---------------------------------------------------------------------------------------------- distillation
+
+#: a tiny BERT teacher, a 1-layer student copied from it and an in-memory word-piece tokenizer (no download)
+_TINY_BERT = """from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+from alignkit.objectives.distillation import student_from_teacher
+
+texts = ["the cat sat on the mat", "a dog ran in the park", "the sun is hot today", "we read a good book"]
+words = sorted({w for t in texts for w in t.split()})
+vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
+wordpiece = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+wordpiece.pre_tokenizer = pre_tokenizers.Whitespace()
+tokenizer = PreTrainedTokenizerFast(tokenizer_object=wordpiece, pad_token="[PAD]", unk_token="[UNK]",
+                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")  # stand-in: your tokenizer
+torch.manual_seed(0)
+teacher = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64), add_pooling_layer=False).eval()        # stand-in: your teacher
+student = student_from_teacher(teacher, layers=(0,))            # DistilBERT init: every other teacher layer
+"""
+
+# ---------------------------------------------------------------------------------------------- recipes
+
+#: the data each recipe's training stages read (``alignkit recipe run ... --data STAGE=FILE``) and extra flags
+_RECIPE_RUN = {
+    "lion": (
+        "--data sft=sft.jsonl --data dpo=pairs.jsonl --data online_dpo=prompts.jsonl --reward-fn my_mod:judge"
+    ),
+    "baichuan": "--data sft=sft.jsonl --data dpo=pairs.jsonl",
+    "guardrail_ipo": "--data sft=sft.jsonl --data ipo=pairs.jsonl",
+    "guardrail_kto": "--data sft=sft.jsonl --data kto=unpaired.jsonl",
+}
+
+
+def _recipe(name: str) -> Example:
+    first_train = {"lion": "dpo", "baichuan": "dpo", "guardrail_ipo": "ipo", "guardrail_kto": "kto"}[name]
+    code = f"""import alignkit as ak
+from alignkit import recipes
+
+r = recipes.load("{name}")                                      # the stages ak.get("{name}")(...) runs in order
+for s in r.stages:
+    print(s.name, s.kind, s.config.get("objective") if s.config else s.merge)
+print(r.stage_yaml("{first_train}"))                            # one stage as an `alignkit train --config` file
+# train every stage: ak.get("{name}")(model="BASE", data={{STAGE: FILE, ...}}, output_dir="runs/{name}")
+"""
+    return Example(code, f"alignkit recipe run {name} --model BASE {_RECIPE_RUN[name]} --output runs/{name}")
+
+
+# ---------------------------------------------------------------------------------------------- scaling laws
+
+#: (inputs of the example call, `scaling predict --at` values, a comment)
+_SCALING = {
+    "chinchilla": ('{"params": np.array([1e9, 7e10]), "tokens": np.array([2e10, 1.4e12])}',
+                   "params=7e10 tokens=1.4e12", "loss of a 1B and a 70B model (Chinchilla)"),
+    "time_matters": ('{"params": np.array([1e8, 1e9]), "seconds": np.array([3600.0, 3600.0]),\n'
+                     '     "tokens_per_second": np.array([2e5, 3e4])}',
+                     "params=1e9 seconds=3600 tokens_per_second=3e4", "loss after one hour of training"),
+    "cpt_law": ('{"s1": np.array([10.0, 20.0]), "s2": np.array([0.0, 2.0]), "s1_cpt": np.array([0.0, 5.0])}',
+                "s1=20 s2=2 s1_cpt=5", "loss in continual pre-training (s1, s2: alignkit.scaling.lr_areas)"),
+    "downstream_ce_law": ('{"pretrain_tokens": np.array([1e8, 1e9, 1e10])}', "pretrain_tokens=1e10",
+                          "downstream cross-entropy after fine-tuning"),
+    "downstream_log_law": ('{"pretrain_tokens": np.array([1e8, 1e9, 1e10])}', "pretrain_tokens=1e10",
+                           "translation score (e.g. BLEU) after fine-tuning"),
+    "llms_on_the_line": ('{"loss_x": np.array([2.5, 3.0, 3.5])}', "loss_x=3.0",
+                         "one model family's loss on data y from its loss on data x"),
+    "loss_to_loss": ('{"loss_x": np.array([2.5, 3.0, 3.5])}', "loss_x=3.0",
+                     "loss on data y from the loss on data x"),
+    "repeated_data": ('{"params": np.array([4e8, 8e8])}', "params=8e8",
+                      "converged loss on unique data (effective_params maps a loss back to a size)"),
+}  # fmt: skip
+_SCALING_COEF = {
+    "loss_to_loss": "K=1.2, kappa=0.9, E0=1.5, E1=1.8",
+    "llms_on_the_line": "K=1.2, kappa=0.9, E0=1.5, E1=1.8",
+}
+
+
+def _scaling(name: str) -> Example:
+    inputs, at, what = _SCALING[name]
+    coef = _SCALING_COEF.get(name, "")
+    code = f"""import numpy as np, alignkit as ak
+
+x = {inputs}
+print(ak.get("{name}")(x{", " + coef if coef else ""}))        # {what}
+# fit it to your runs: from alignkit.scaling import fit, read_runs; fit("{name}", read_runs("runs.csv"))
+"""
+    cli_coef = " ".join(kv.strip() for kv in coef.split(","))
+    return Example(
+        code, f"alignkit scaling predict --law {name} --at {at}" + (f" --coef {cli_coef}" if coef else "")
+    )
+
+
 EXAMPLES: dict[str, Example] = {
     # data rules --------------------------------------------------------------------------------------------
     "ches": Example("""import alignkit as ak
@@ -433,6 +523,223 @@ gc = ak.get("gradient_collision")([w], loss_fn, torch.tensor([1.0, 0.0]), torch.
 gc.backward()                                                    # add lam * gc to the target loss
 print(gc, w.grad)
 """),
+    # data rules (adaptation, vision, data tools) -------------------------------------------------------------
+    "cdul_pseudo_labels": Example("""import torch, alignkit as ak
+
+global_sim = torch.tensor([[0.6, 0.3, 0.1]])                    # (B, C) CLIP class scores of the whole image
+local_sims = torch.tensor([[[0.7, 0.2, 0.1], [0.2, 0.3, 0.5]]])   # (B, J, C) the same per crop
+print(ak.get("cdul_pseudo_labels")(global_sim, local_sims, threshold=0.5))   # soft pseudo-labels (B, C)
+"""),
+    "daso_pseudo_labels": Example("""import torch, alignkit as ak
+
+linear_probs = torch.tensor([[0.8, 0.1, 0.1], [0.2, 0.1, 0.7]])   # (B, C) linear-classifier probabilities
+semantic = torch.tensor([[0.3, 0.6, 0.1], [0.1, 0.1, 0.8]])       # (B, C) similarity-based probabilities
+pl_distribution = torch.tensor([100.0, 10.0, 1.0])              # recent pseudo-label counts per class
+print(ak.get("daso_pseudo_labels")(linear_probs, semantic, pl_distribution))
+"""),
+    "speaker_group_targets": Example("""import alignkit as ak
+
+segments = ["hello how are you", "fine thanks", "and you"]     # transcript segments in time order
+groups = ["primary", "non-primary", "primary"]                  # who speaks each segment
+print(ak.get("speaker_group_targets")(segments, groups))        # the training transcript with group tokens
+"""),
+    "trajectory_matching": Example("""import torch, alignkit as ak
+
+expert_start, expert_target = torch.zeros(10), torch.ones(10)    # expert parameters at epoch t and t + M
+student_end = torch.full((10,), 0.8, requires_grad=True)        # the student after N steps on the synthetic set
+loss = ak.get("trajectory_matching")(student_end, expert_start, expert_target)
+loss.backward()                                                 # flows back to the synthetic images in distill()
+print(loss)
+"""),
+    "control_shift": Example("""import alignkit as ak
+
+z_train, z_test = ak.get("control_shift")(200, 200, 2, intensity=0.5, seed=0)   # latents to decode with one G
+print(z_train.shape, (z_train[:, 0] < 0).mean(), (z_test[:, 0] < 0).mean())     # train over-samples z_1 < 0
+"""),
+    # diagnostics (curvature, attribution, dynamics) ----------------------------------------------------------
+    "hessian_top_eigenvalue": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 1)
+x, y = torch.randn(16, 4), torch.randn(16, 1)
+loss_fn = lambda: (model(x) - y).pow(2).mean()                  # the loss on a fixed batch
+out = ak.get("hessian_top_eigenvalue")(loss_fn, list(model.parameters()), iters=5, learning_rate=0.1)
+print(out)                                                      # lambda_max, eta * lambda_max, unstable, ...
+"""),
+    "hessian_trace": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 1)
+x, y = torch.randn(16, 4), torch.randn(16, 1)
+loss_fn = lambda: (model(x) - y).pow(2).mean()                  # the pre-training loss on a fixed batch
+print(ak.get("hessian_trace")(loss_fn, list(model.parameters()), n_samples=8))
+"""),
+    "shift_shapley": Example("""import numpy as np, alignkit as ak
+
+rng = np.random.default_rng(0)
+losses = rng.random(100)                                        # per-sample loss on source samples
+weights = {"P(x)": rng.uniform(0.5, 1.5, 100), "P(y|x)": 0.5 + losses}   # P_tgt / P_src of each mechanism
+out = ak.get("shift_shapley")(losses, weights)
+print(out["attribution"], out["total"])                         # the attributions sum to the total change
+"""),
+    "vfa_frequency_profile": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+images, labels = torch.randn(8, 3, 16, 16), torch.randint(0, 2, (8,))
+classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2))   # your vision model
+bands = [(0.0, 0.25), (0.25, 0.5), (0.5, 1.0)]                  # low / mid / high frequencies
+human = torch.tensor([0.9, 0.6, 0.3])                           # human accuracy per band
+print(ak.get("vfa_frequency_profile")(classifier, images, labels, bands, human_profile=human))
+"""),
+    "loss_by_frequency": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+counts = torch.tensor([500.0, 200.0, 100.0, 50.0, 20.0, 10.0])  # class frequencies in the training data
+logits, targets = torch.randn(32, 6), torch.multinomial(counts, 32, replacement=True)
+out = ak.get("loss_by_frequency")(logits, targets, counts, n_groups=2)
+print(out["loss_per_group"], out["grad_share_per_group"])
+"""),
+    "layer_alignment": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+x, y = torch.randn(12, 3), torch.randint(0, 2, (12,))
+onehot = torch.nn.functional.one_hot(y, 2).float()              # (n, k) label matrix
+print(ak.get("layer_alignment")(model, x, onehot))              # {layer: kernel-label alignment}
+"""),
+    "zero_sum_learning": Example("""import torch, alignkit as ak
+
+loss_before = torch.tensor([2.0, 1.5, 3.0, 2.5])                # per-example losses before a step (or window)
+loss_after = torch.tensor([1.5, 2.0, 2.6, 2.8])                 # ... and after it
+print(ak.get("zero_sum_learning")(loss_before, loss_after))
+"""),
+    # metrics (representations, vision, distillation, preferences) --------------------------------------------
+    "task_covariance_similarity": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+x_i, x_j = torch.randn(20, 4), torch.randn(30, 4)               # two tasks' inputs (n, d)
+x_k = torch.cat([torch.randn(30, 2), torch.zeros(30, 2)], 1)    # a task on half of the directions
+print(ak.get("task_covariance_similarity")(x_i, x_j), ak.get("task_covariance_similarity")(x_i, x_k))
+"""),
+    "f_clipscore": Example("""import torch, alignkit as ak
+
+clipscore = torch.tensor([0.30, 0.28])                          # (B,) global CLIPScore of each image-caption pair
+attributions = torch.tensor([[0.02, -0.01, 0.03], [0.01, -0.05, 0.00]])   # (B, T) per-token attribution
+token_mask = torch.tensor([[1, 1, 1], [1, 1, 0]])               # real tokens
+print(ak.get("f_clipscore")(clipscore, attributions, token_mask))
+"""),
+    "idealized_ranking_accuracy": Example("""import alignkit as ak
+
+ref_chosen, ref_rejected = [-12.0, -20.0, -15.0], [-10.0, -21.0, -15.0]   # log ref(y) of each completion
+p_chosen = [0.6, 0.9, 0.5]                                      # true P(y_w > y_l)
+acc = ak.get("idealized_ranking_accuracy")(ref_chosen, ref_rejected, p_chosen, beta=0.1)
+print(acc, acc.mean())
+"""),
+    "alignment": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+x = torch.randn(8, 16)                                          # embeddings of the anchors
+y = x + 0.1 * torch.randn(8, 16)                                # embeddings of their positives
+print(ak.get("alignment")(x, y))                                # lower is better
+"""),
+    "uniformity": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+embeddings = torch.randn(32, 16)
+print(ak.get("uniformity")(embeddings), ak.get("uniformity")(embeddings[:1].repeat(32, 1)))  # spread vs collapsed
+"""),
+    "contextual_word_retrieval": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+source = torch.randn(10, 16)                                    # contextual vectors of aligned words, language A
+target = source + 0.3 * torch.randn(10, 16)                     # their aligned partners, language B
+print(ak.get("contextual_word_retrieval")(source, target), ak.get("contextual_word_retrieval")(source, target, csls_k=3))
+"""),
+    # procedures ---------------------------------------------------------------------------------------------
+    "cdul_label_update": Example("""import torch, alignkit as ak
+
+labels = torch.tensor([[0.6, 0.4, 0.5]])                        # soft pseudo-labels (B, C)
+logits = torch.tensor([[2.0, -1.0, 0.0]])                       # the network's logits after its step
+print(ak.get("cdul_label_update")(labels, logits, label_lr=0.3))
+"""),
+    "class_gaussian_stats": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+features, labels = torch.randn(40, 4), torch.arange(40) % 2     # labelled source features
+mu, precision = ak.get("class_gaussian_stats")(features, labels, num_classes=2)
+print(mu.shape, precision.shape)                                # class means (C, D), shared Sigma^-1 (D, D)
+"""),
+    "dwgcs_weights": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+x_train = torch.randn(20, 2)
+x_test = torch.randn(15, 2) + torch.tensor([1.0, 0.0])          # covariate shift
+beta, alpha = ak.get("dwgcs_weights")(x_train, x_test, D=4.0, max_iter=100)
+print(beta.round(decimals=2), alpha.round(decimals=2))          # training weights (n,), test weights (t,)
+"""),
+    "svd_task_weights": Example("""import torch, alignkit as ak
+
+task_vectors = torch.tensor([[1.0, 1.0, 0.0], [1.1, 0.9, 0.1], [0.0, -0.2, 1.0]])   # one single-task solution per row
+print(ak.get("svd_task_weights")(task_vectors, rank=1))         # the outlying third task gets less weight
+"""),
+    "grounding_aware_position_ids": Example("""import torch, alignkit as ak
+
+keep_mask = torch.tensor([[1, 0, 1, 1, 0, 1], [1, 1, 0, 0, 0, 1]]).bool()   # visual tokens kept by the pruner
+print(ak.get("grounding_aware_position_ids")(keep_mask))                    # original positions (GAP)
+print(ak.get("grounding_aware_position_ids")(keep_mask, mode="contiguous"))  # the naive re-indexing
+"""),
+    "attention_refocusing": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+hw, k = 16, 2                                                   # a 4x4 latent, two grounded tokens
+cross_attn = torch.rand(hw, k).softmax(0).requires_grad_()      # (HW, k) cross-attention of each grounded token
+self_attn = torch.rand(hw, hw).softmax(-1)                      # (HW, HW) self-attention
+box_masks = torch.zeros(k, hw)
+box_masks[0, :8], box_masks[1, 8:] = 1, 1                       # each token's box (top / bottom half)
+out = ak.get("attention_refocusing")(cross_attn, self_attn, box_masks)
+out["loss"].backward()                                          # the latent takes a step on this gradient
+print(out)
+"""),
+    "compositional_t2i_constraints": Example("""import torch, alignkit as ak
+
+torch.manual_seed(0)
+attn = torch.rand(3, 8, 8)                                      # cross-attention maps of tokens "red", "cat", "dog"
+out = ak.get("compositional_t2i_constraints")(attn, entities=[1, 2], bindings=[(0, 1)],
+                                               relations=[(1, "left", 2)])
+print(out)                                                      # refine the noise on the unmet constraints
+"""),
+    # distillation ------------------------------------------------------------------------------------------
+    "distillation_train_student": Example(
+        """import torch, alignkit as ak
+"""
+        + _TINY_BERT
+        + """student, log = ak.get("distillation_train_student")(teacher, student, tokenizer, texts, steps=2, batch_size=2)
+print(log)                                                      # per-step loss terms (DistilBERT's triple loss)
+"""
+    ),
+    "distillation_agreement": Example(
+        """import torch, alignkit as ak
+"""
+        + _TINY_BERT
+        + """print(ak.get("distillation_agreement")(teacher, student, tokenizer, texts, bootstrap=100))
+"""
+    ),
+    "wid_squeeze": Example("""import torch, alignkit as ak
+from alignkit.objectives.distillation import CompactedFFN
+
+torch.manual_seed(0)
+ffn = CompactedFFN(torch.nn.Linear(8, 32), torch.nn.GELU(), torch.nn.Linear(32, 8))   # a teacher FFN + compactor
+opt = torch.optim.AdamW(ffn.parameters(), lr=1e-2)
+for step in range(1, 4):
+    opt.zero_grad()
+    ffn(torch.randn(4, 8)).pow(2).mean().backward()               # your task (masked-LM) loss
+    masked = ak.get("wid_squeeze")([ffn.compactor], step, w_step=1, target=16)   # after backward, before step
+    opt.step()
+print(masked, ffn.compactor.keep.sum())                         # masked units; units kept
+"""),
+    # recipes and scaling laws --------------------------------------------------------------------------------
+    **{name: _recipe(name) for name in ("baichuan", "guardrail_ipo", "guardrail_kto", "lion")},
+    **{name: _scaling(name) for name in _SCALING},
 }
 
 
