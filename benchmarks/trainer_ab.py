@@ -87,7 +87,13 @@ def main() -> None:
     o, n = statistics.median(old), statistics.median(new)
     print(
         json.dumps(
-            {"old_s_per_step": o, "new_s_per_step": n, "new_over_old": n / o, "load_avg": os.getloadavg()[0]}
+            {
+                "config": args.config,
+                "old_s_per_step": o,
+                "new_s_per_step": n,
+                "new_over_old": n / o,
+                "load_avg": os.getloadavg()[0],
+            }
         )
     )
 
