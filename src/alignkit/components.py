@@ -18,7 +18,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "decoder": ("alignkit.decoding",),
     "merge": ("alignkit.merging",),
     "data_rule": ("alignkit.curation", "alignkit.data.ptst", "alignkit.datatools"),
-    "diagnostic": ("alignkit.diagnostics",),
+    "diagnostic": ("alignkit.diagnostics", "alignkit.testbed.stability"),
     "safety": ("alignkit.safety",),
     "optimizer": ("alignkit.optim", "alignkit.train.schedules"),
     "scaling_law": ("alignkit.scaling",),

@@ -472,6 +472,33 @@ print(ak.get("expected_calibration_error")(probs, targets, n_bins=5))
 factor = ak.get("wsd_cooldown")
 print([round(factor("1-sqrt", u), 3) for u in (0.0, 0.25, 0.5, 1.0)])  # learning-rate multiplier in the cooldown
 """),
+    "z_loss": Example("""import torch
+import alignkit as ak
+
+logits = torch.randn(2, 5, 11) * 4                 # (batch, positions, vocabulary) of an LM head
+print(float(ak.get("z_loss")(logits, coef=1e-4)))  # coef * mean (log sum exp logits)^2
+"""),
+    "lr_sensitivity": Example("""import alignkit as ak
+
+final = {1e-4: 3.1, 1e-3: 2.6, 1e-2: 2.9, 1e-1: 7.0}   # final loss of a sweep over learning rates
+print(ak.get("lr_sensitivity")(final, init_loss=4.0))  # mean excess over the best, capped at the initial loss
+"""),
+    "scaled_embed": Example("""from transformers import LlamaConfig, LlamaForCausalLM
+import alignkit as ak
+
+model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32))
+ak.get("scaled_embed")(model)                      # embeddings multiplied by sqrt(d) in the forward
+print(model.get_input_embeddings()(__import__("torch").tensor([[1, 2]])).std().item())
+"""),
+    "spike_no_more_init": Example("""from transformers import LlamaConfig, LlamaForCausalLM
+import alignkit as ak
+
+model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32))
+ak.get("spike_no_more_init")(model, d_model=16, num_layers=2)   # small-std initialisation of the paper
+print(model.model.layers[0].mlp.down_proj.weight.std().item())
+"""),
     # training hooks -----------------------------------------------------------------------------------------------
     "booster": Example(
         """import alignkit as ak
