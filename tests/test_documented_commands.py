@@ -43,6 +43,8 @@ NOT_RUN: dict[str, str] = {
     "tests/train/test_train.py",
     "alignkit train ... --overwrite": "'...' stands for a run's flags; the output-folder rules are tested in "
     "tests/train/test_output_safety.py",
+    "alignkit embed-train --objective clip --model ENCODER --data pairs.jsonl --output runs/emb": "needs an encoder "
+    "folder and anchor/positive rows; the CLI is run end to end in tests/embedding/test_embed_train.py",
     "alignkit train --help": "prints the help and exits; every flag's help is checked in tests/train/test_config_cli.py",
 }
 

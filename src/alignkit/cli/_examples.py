@@ -472,6 +472,16 @@ print(ak.get("expected_calibration_error")(probs, targets, n_bins=5))
 factor = ak.get("wsd_cooldown")
 print([round(factor("1-sqrt", u), 3) for u in (0.0, 0.25, 0.5, 1.0)])  # learning-rate multiplier in the cooldown
 """),
+    "neuron_alignment": Example("""import torch
+import alignkit as ak
+
+X = torch.tensor([[1.0, 0.1], [0.9, -0.1], [-1.0, 0.2], [-0.8, -0.1]])   # two separable classes
+y = torch.tensor([1.0, 1.0, -1.0, -1.0])
+W = torch.randn(6, 2) * 1e-3                                             # small first-layer init (6 neurons)
+v = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0]) * 1e-3
+out = ak.get("neuron_alignment")(W, v, X, y)
+print({k: (v if not hasattr(v, "tolist") else [round(x, 3) for x in v.flatten().tolist()]) for k, v in out.items()})
+"""),
     "z_loss": Example("""import torch
 import alignkit as ak
 

@@ -8,6 +8,7 @@ from alignkit.diagnostics import (  # noqa: F401
     hessian,
     judge_bias,
     loss_dynamics,
+    neuron_alignment,
     shift_shapley,
     signal_propagation,
     taxonomy,
