@@ -175,11 +175,6 @@ def test_dco_vs_cross_entropy_pass_at_n_with_longer_training(effect_cache):
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="pairwise_cringe's defaults changed with issue #14 (ParlAI token pooling, contrast k = 1) after these "
-    "numbers were measured; docs/claims.md marks the row 'needs re-measuring'",
-)
 def test_irepo_and_pairwise_cringe_vs_dpo_in_the_arena(effect_cache):
     """The arena on the effect base (1000 prompts, 300 eval prompts, 150 steps at lr 2e-4, as the DPO effect
     test), settings from ``OBJECTIVE_SETTINGS`` (irepo beta 1.0; pairwise_cringe alpha 1.0).
