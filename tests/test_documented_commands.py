@@ -13,6 +13,7 @@ import json
 import pathlib
 import re
 import shlex
+import shutil
 
 import pytest
 
@@ -136,8 +137,13 @@ def test_documented_commands_run(tmp_path, monkeypatch, capsys):
             continue
         seen.add(cmd)
         words = [str(base.path) if w in MODEL_PLACEHOLDERS else w for w in shlex.split(cmd)]
+        words = [str(ROOT / w) if w.startswith("src/") else w for w in words]  # docs run from the repo root
         tiny = tiny_flags(words)
         argv = words[1:] + [f.format(cache=cache) for f in (tiny[0] if tiny else [])]
+        if (
+            words[1] == "train" and "--output" in words
+        ):  # two docs show runs into the same folder: each is its own
+            shutil.rmtree(cwd / words[words.index("--output") + 1], ignore_errors=True)  # run (never mixed)
         rc = main(argv)
         captured = capsys.readouterr()
         assert rc == 0, f"{doc}: `{cmd}` failed:\n{captured.err[-2000:]}"
