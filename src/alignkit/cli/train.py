@@ -94,15 +94,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _reward_fn(spec: Any) -> Any:
-    """``module:function`` -> the function (a callable passes through)."""
-    if not isinstance(spec, str):
-        return spec
-    if ":" not in spec:
-        raise ValueError(f"--reward-fn must be 'module:function'; got {spec!r}")
-    return import_callable(spec, "--reward-fn")
-
-
 def _load_yaml(path: Path) -> dict[str, Any]:
     from alignkit.errors import ConfigError, InputPathError
     from alignkit.train.config import TrainConfig

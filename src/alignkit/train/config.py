@@ -331,7 +331,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.max_grad_norm == 0:
         cfg.max_grad_norm = None
     if isinstance(cfg.reward_fn, str) and not problems:
-        from alignkit.cli import import_callable
+        from alignkit.callables import import_callable
 
         if ":" not in cfg.reward_fn:
             problems.append(f"reward_fn (--reward-fn): must be 'module:function'; got {cfg.reward_fn!r}")

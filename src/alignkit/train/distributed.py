@@ -11,7 +11,7 @@ one full state dict and saved by rank 0 with ``save_pretrained``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,3 @@ def gathered(module: nn.Module, kind: str) -> Iterator[None]:
 def barrier(world: int) -> None:
     if world > 1:
         dist.barrier()
-
-
-def on_rank0(rank: int, fn: Callable[[], Any]) -> Any:
-    return fn() if rank == 0 else None

@@ -28,8 +28,6 @@ from alignkit.registry import Objective
 from alignkit.spec import FIELDS
 from alignkit.types import PreferenceBatch, UnpairedBatch
 
-# Fields the engine computes in any run that has the inputs (log-probs are always there).
-_ENGINE = {"log_sum_sq_probs", "kl_logps", "edit_masks", "group_ids"}
 # Data columns per field; the value is how a row's entry is read.
 COLUMNS = {
     "preference_probs": "preference_prob",

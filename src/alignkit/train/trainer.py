@@ -33,7 +33,6 @@ from alignkit.sources import check_model_source
 from alignkit.train import distributed as D
 from alignkit.train import setup as S
 from alignkit.train.checkpoint import (
-    clean_temporaries,
     find_resume_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -291,11 +290,7 @@ class _Trainer:
         self, out_dir: Path | None, optimizer: Any, scheduler: Any, total: int
     ) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
         cfg, rank = self.cfg, self.rank
-        start, history, restored = 0, [], {}
-        if out_dir is not None and rank == 0:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            clean_temporaries(out_dir)
-        D.barrier(self.world)
+        start, history, restored = 0, [], {}  # the folder was made and cleaned by prepare_output_dir
         if cfg.resume:
             if out_dir is None:
                 raise UserError("resume=True needs output_dir (where the checkpoints are)")
