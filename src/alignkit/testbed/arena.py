@@ -428,7 +428,11 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
         )
         if console is not None:
             s = base.stats
-            how = "loaded from cache" if base.loaded_from_cache else "built"
+            how = (
+                "shipped with alignkit, copied to the cache"
+                if base.from_shipped
+                else ("loaded from cache" if base.loaded_from_cache else "built")
+            )
             console.print(
                 f"{how}: {base.path}  ({s.get('parameters', 0) / 1e6:.2f} M params, "
                 f"held-out loss {s.get('heldout_loss') or float('nan'):.2f} nats/token)"

@@ -4,6 +4,10 @@
 >>> base = get_base_model("sentiment")         # first call: tokenizer + ~100 s of pretraining; later: loads
 >>> base.model, base.tokenizer, base.path, base.stats
 
+The default ``sentiment`` base model is shipped in the package (``alignkit/testbed/data/base/``, with its SHA-256
+checksums; rebuild it with ``python tools/ship_base_model.py``), so the first run copies it into the cache instead of
+pretraining; every other config is built on first use.
+
 A base model is a ``tokenizers`` byte-level BPE tokenizer trained on the task's documents and a
 ``transformers.LlamaForCausalLM`` (default: 4 layers, d=128, 4 heads, FFN 352, tied embeddings, ~1 M parameters)
 pretrained on them with next-token prediction: random 128-token windows, AdamW (0.9, 0.95), cosine schedule.
@@ -34,6 +38,9 @@ import torch
 #: Bump when the build procedure changes, so old caches are not reused.
 BUILD_VERSION = 1
 EOS = "<|endoftext|>"
+#: Base models shipped inside the package (``<task>-<key>/`` folders, same layout as the cache), so the default
+#: main job does not pretrain on first use. Built by ``python tools/ship_base_model.py``; see PROVENANCE.md there.
+SHIPPED_DIR = Path(__file__).resolve().parent / "data" / "base"
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,8 @@ class BaseModel:
     path: Path
     stats: dict[str, Any] = field(default_factory=dict)
     loaded_from_cache: bool = False
+    #: True when the weights came from the copy shipped in the package (:data:`SHIPPED_DIR`), not a local build.
+    from_shipped: bool = False
 
     @property
     def eos_token_id(self) -> int:
@@ -327,6 +336,44 @@ def _load(path: Path, config: BaseModelConfig) -> BaseModel | None:
     return BaseModel(model, tokenizer, config, path, meta.get("stats", {}), loaded_from_cache=True)
 
 
+def shipped_path(path: Path) -> Path:
+    """Where the package would ship the base model whose cache folder is ``path`` (same folder name)."""
+    return SHIPPED_DIR / path.name
+
+
+def _from_shipped(path: Path, config: BaseModelConfig) -> BaseModel | None:
+    """The shipped copy of this base model, copied into the cache folder ``path`` and loaded from there; None when
+    the package ships none for this config. A shipped copy whose files do not match their recorded SHA-256 (a
+    damaged install) is not used: a warning says so and the model is built instead."""
+    src = shipped_path(path)
+    if not (src / "meta.json").is_file():
+        return None
+    if _load(src, config) is None:
+        import warnings
+
+        warnings.warn(
+            f"the base model shipped at {src} does not match its recorded checksums or config; building it instead",
+            stacklevel=3,
+        )
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
+    try:
+        for f in src.iterdir():
+            if f.is_file():
+                shutil.copyfile(f, tmp / f.name)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    base = _load(path, config)
+    if base is not None:
+        base.from_shipped = True
+    return base
+
+
 def _save(base: BaseModel, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
@@ -382,6 +429,9 @@ def get_base_model(
         cached = _load(path, config)
         if cached is not None:
             return cached
+        shipped = _from_shipped(path, config)
+        if shipped is not None:
+            return shipped
     torch.manual_seed(config.seed)
     t0 = time.perf_counter()
     documents = task_obj.documents(config)
