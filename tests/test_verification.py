@@ -99,6 +99,6 @@ def test_titles_alias_titles_kinds_recipes_and_metric():
     m = ak.get("idealized_ranking_accuracy")
     assert m.kind == "metric" and m.arxiv == "2405.19534"
     assert m([-1.0], [-2.0], [0.5], 0.1).tolist() == [1.0]  # ref prefers y_w, alpha = 1/2: idealized keeps it
-    # TraceAlign's BCI is not registered (its formula was not available)
-    with pytest.raises(KeyError):
-        ak.get("belief_conflict_index")
+    # TraceAlign's BCI is registered as a reconstruction (the paper's text was not read; see its docstring)
+    bci = ak.get("belief_conflict_index")
+    assert bci.verification == "reconstruction" and bci.arxiv == "2508.02063"
