@@ -35,7 +35,7 @@ def alphapo(
         L = -log sigma(beta (r(p_w) - r(p_l)) - gamma)
 
     Hyper-parameters:
-        beta: 2.5 — reward scale.
+        beta: 2.5 — reward scale (ours: the AlphaPO paper's per-model values could not be read here).
         gamma: 1.0 — target margin (TRL's simpo_gamma).
         alpha: 0.25 — reward shape; the paper's tuned values lie in [0.1, 0.5] (verify per model).
     """
