@@ -257,8 +257,8 @@ def _doc(
 
 
 _HP_DOC = {
-    "beta": "scale of the atom logits.",
-    "gamma": "target margin subtracted from the chosen atom's logit.",
+    "beta": "scale of the atom logits",
+    "gamma": "target margin subtracted from the chosen atom's logit",
 }
 #: where each semantics' defaults come from: the loss it compiles to (ours: the logic paper fixes none)
 _HP_SOURCE = {

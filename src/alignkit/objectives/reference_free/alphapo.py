@@ -36,7 +36,7 @@ def alphapo(
 
     Hyper-parameters:
         beta: 2.5 — reward scale (ours: the AlphaPO paper's per-model values could not be read here).
-        gamma: 1.0 — target margin (TRL's simpo_gamma).
+        gamma: 1.0 — target margin, TRL's ``simpo_gamma`` (ours: 1.0 as ``simpo``; TRL's default is 0.5).
         alpha: 0.25 — reward shape; the paper's tuned values lie in [0.1, 0.5] (verify per model).
     """
     t = reference_free_terms(batch, "alphapo")
