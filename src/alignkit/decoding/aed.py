@@ -248,7 +248,7 @@ def aed(
         top_p: 0.9 — nucleus mass defining S (official ``topp``).
         decay: 0.9 — per-step decay of w in the interrupt strategy (official ``decay``; unused by topp_weight6).
         position: 30 — the interrupt strategy defends steps t <= position (official ``position``; topp_weight6
-        ignores it).
+            ignores it).
         truncate: 0 — prompt tokens kept in the re-formatted context (``truncate: 0``: the official
             ``construct_ae_context`` starts at ``prompt length - truncate``, so only the generated tokens go in);
             None = the whole prompt.
