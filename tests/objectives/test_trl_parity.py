@@ -97,6 +97,19 @@ def test_alpha_divergence(coef):
     assert torch.isfinite(out.loss)
 
 
+def test_shared_modifier_defaults_are_trl_dpoconfig_defaults():
+    """The DPO family's shared modifiers default to TRL 1.16 ``DPOConfig``'s values (their documented source)."""
+    import dataclasses
+
+    from trl import DPOConfig
+
+    trl_defaults = {f.name: f.default for f in dataclasses.fields(DPOConfig)}
+    for name in ("dpo", "ipo", "hinge", "sigmoid_norm"):
+        ours = ak.get(name).defaults
+        for key in ("ld_alpha", "use_weighting", "f_divergence_type", "f_alpha_divergence_coef"):
+            assert ours[key] == trl_defaults[key], (name, key, ours[key], trl_defaults[key])
+
+
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "apo_zero", "nca_pair"])
 def test_ld_dpo(loss_type):
     assert_matches_trl(loss_type, 0.1, DPO_TYPES[loss_type], seed=5, ld_alpha=0.5)

@@ -434,6 +434,45 @@ def test_suffix_array_and_corpus_spans():
     assert spans[0].documents == [0] and spans[0].surprisal == pytest.approx(2.5)
 
 
+def test_belief_conflict_index_by_hand_limits_gradient_and_coauthor_code():
+    """TraceAlign's BCI(s) = -sum log P_train(t). By hand: corpus of 10 tokens, token 1 seen 5 times, token 2
+    twice, token 3 once -> P = 0.5, 0.2, 0.1; BCI([1, 2, 3]) = ln 2 + ln 5 + ln 10 = ln 100."""
+    from alignkit.safety import belief_conflict_index, trace_shield, unigram_probs
+
+    docs = [[1, 1, 1, 2, 4], [1, 1, 2, 3, 4]]
+    p = unigram_probs(docs, vocab_size=6)
+    assert p[1].item() == 0.5 and p[2].item() == 0.2 and p[3].item() == 0.1 and p[5].item() == 1e-9
+    bci = ak.get("belief_conflict_index")
+    assert bci(p[[1, 2, 3]]).item() == pytest.approx(math.log(100.0))
+    # limits: a token with P = 1 adds nothing; masked tokens are skipped; rarer tokens score higher; batched
+    assert bci(torch.ones(4, dtype=torch.float64)).item() == pytest.approx(0.0, abs=1e-10)
+    rows = torch.stack([p[[1, 1, 3]], p[[1, 3, 5]]])
+    out = bci(rows, torch.tensor([[1, 1, 0], [1, 1, 0]]))
+    assert out[0].item() == pytest.approx(out[1].item() - math.log(10.0) + math.log(2.0))
+    assert bci(p[[3]]).item() > bci(p[[2]]).item() > bci(p[[1]]).item()
+    with pytest.raises(ValueError, match="log-probabilities"):
+        bci(torch.tensor([-0.5]))
+    with pytest.raises(ValueError, match=r"documents\[1\]"):
+        unigram_probs([[0], [7]], vocab_size=6)
+    # gradients: dBCI/dp = -1/(p + eps), finite
+    q = torch.tensor([0.5, 0.25], dtype=torch.float64, requires_grad=True)
+    belief_conflict_index(q).backward()
+    assert torch.allclose(q.grad, torch.tensor([-2.0, -4.0], dtype=torch.float64))
+    # the co-author repository's bci.py (github.com/vinija/tracealign), restated: sum over the span of
+    # -log(p + 1e-12), unseen tokens -log(default_prob) (ours: -log(default_prob + 1e-12), 1e-3 nats more)
+    probs = {1: 0.5, 2: 0.2, 3: 0.1}
+    span = [1, 3, 5, 2]
+    ref = sum(-math.log(probs[t] + 1e-12) if t in probs else -math.log(1e-9) for t in span)
+    assert bci(p[[1, 3, 2]]).item() == pytest.approx(ref + math.log(1e-9), rel=1e-12)
+    assert bci(p[span]).item() == pytest.approx(ref - math.log1p(1e-3), rel=1e-12)
+    # TraceShield: verbatim windows above tau refuse; a window not in the corpus never does
+    sa = SuffixArray(docs)
+    hits = trace_shield(sa, [0, 2, 3, 4, 5], p, tau=5.0, window=3)
+    assert hits == [(1, pytest.approx(math.log(5.0) + math.log(10.0) - math.log(0.2)))]
+    assert trace_shield(sa, [0, 2, 3, 4, 5], p, tau=20.0, window=3) == []
+    assert trace_shield(sa, [5, 5, 5], p, tau=0.0, window=3) == []
+
+
 def test_compression_rate_by_hand_and_limits():
     """gamma = sum -log2 p(x) / (8 bytes): two 4-byte texts, 4 tokens of p = 2^-8 each: 64 code bits over 64
     raw bits = 1.0 (no compression); a perfect model (p = 1) compresses to 0."""

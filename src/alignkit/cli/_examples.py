@@ -269,11 +269,13 @@ print(mask)
 """),
     # diagnostics ---------------------------------------------------------------------------------------------
     "belief_conflict_index": Example("""import alignkit as ak
-from alignkit.safety.belief_conflict import SuffixArray
+from alignkit.safety import SuffixArray, trace_shield, unigram_probs
 
-corpus = SuffixArray([[5, 6, 7, 8, 9, 1, 2]])                  # training documents as token ids
-generation = [3, 5, 6, 7, 8, 4]
-print(ak.get("belief_conflict_index")(corpus, generation, [-0.5] * len(generation), min_len=3))
+docs = [[5, 6, 7, 8, 9, 1, 2], [1, 2, 1, 2, 1, 2]]             # training documents as token ids
+p_train = unigram_probs(docs, vocab_size=10)                  # P_train(t); unseen ids get 1e-9
+span = [5, 6, 7, 8]
+print(ak.get("belief_conflict_index")(p_train[span]))         # -sum log P_train(t) over the span
+print(trace_shield(SuffixArray(docs), [3, 5, 6, 7, 8, 4], p_train, tau=5.0, window=3))  # (start, BCI) > tau
 """),
     "elasticity": Example("""import torch, alignkit as ak
 

@@ -30,8 +30,8 @@ def statement_align_pairs(
 
     Hyper-parameters:
         function_pair: True — also emit the whole-function pair (the paper mixes both granularities).
-        merge_consecutive: True — one row per consecutive run of the same line (False: one row per line,
-            joining all its instructions even when interleaved).
+        merge_consecutive: True — ours (the paper's grouping was not checked): one row per consecutive run of
+            the same line (False: one row per line, joining all its instructions even when interleaved).
 
     ``line_table``: (address, 1-based source line) rows; ``asm``: (address, instruction text) in any order;
     ``src_lines``: the function's source lines. Instructions before the first line-table address are skipped.

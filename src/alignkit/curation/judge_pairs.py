@@ -29,7 +29,7 @@ def judge_pairs(
         chosen = y_argmax s,  rejected = y_argmin s;   drop the prompt if s_max - s_min <= min_gap
 
     Hyper-parameters:
-        min_gap: 0.0 — smallest score gap that makes a pair (0 drops only exact ties).
+        min_gap: 0.0 — smallest score gap that makes a pair (ours: 0 drops only exact ties).
         responses_field: "responses" — the list of sampled responses of each row.
             Operational (alignkit's interface, not a paper hyper-parameter).
 

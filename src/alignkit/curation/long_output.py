@@ -50,8 +50,10 @@ def filter_long_output(
 
     Hyper-parameters:
         min_ratio: 0.8, max_ratio: 1.5 — length-adherence window (ours: the paper's thresholds are unverified).
-        min_length: 2000 — LongWriter-6k's outputs run 2k-32k words.
-        min_quality: None — judge-score threshold on ``row[quality_field]`` (off by default).
+        min_length: 2000 — ours: the lower end of LongWriter-6k's 2k-32k-word outputs (LongWriter,
+            arXiv:2408.07055).
+        min_quality: None — judge-score threshold on ``row[quality_field]`` (ours: off, rows need not carry
+            scores).
         quality_field: "quality". Operational (alignkit's interface, not a paper hyper-parameter).
 
     Rows: ``prompt``, ``response``; optional ``required_length`` (int). Rows with no requested length (neither

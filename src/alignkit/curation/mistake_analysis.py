@@ -38,10 +38,12 @@ def mistake_analysis_rows(
 
     Hyper-parameters:
         template: DEFAULT_ANALYSIS_TEMPLATE — needs ``{prompt}`` and ``{response}`` (ours).
-        stage: "train" — "generate" builds the guided prompts that ask the model for the analysis; "train"
-            builds the SFT rows (needs ``analysis``).
-        guidance_hint: DEFAULT_GUIDANCE_HINT — prefixed at the generate stage only.
-        helpful_rows: () — ordinary ``prompt``/``completion`` SFT rows appended unchanged at the train stage.
+        stage: "train" (ours: the stage a training run needs) — "generate" builds the guided prompts that ask
+            the model for the analysis; "train" builds the SFT rows (needs ``analysis``).
+        guidance_hint: DEFAULT_GUIDANCE_HINT — prefixed at the generate stage only (ours; the paper's wording
+            was not available).
+        helpful_rows: () — ordinary ``prompt``/``completion`` SFT rows appended unchanged at the train stage
+            (ours: none unless given).
 
     Input rows: ``prompt`` (x), ``response`` (harmful y-), and at the train stage ``analysis`` (a). Output rows
     are ``prompt``/``completion`` (the engine's SFT format: the loss covers the completion only).

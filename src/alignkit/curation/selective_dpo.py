@@ -129,7 +129,8 @@ def selective_dpo_select(
 
     Hyper-parameters:
         tau: 0.5 — fraction kept (the official run keeps the easiest 50%; tunable).
-        curriculum: True — return the kept rows sorted by difficulty (easy first); False keeps input order.
+        curriculum: True — return the kept rows sorted by difficulty (easy first, the official trainer's fixed
+            order); False keeps input order.
 
     ``losses``: (M, N) held-out losses, NaN where model m trained on row n. Returns the kept rows (each gets a
     ``difficulty`` field). Source: official code glorgao/SelectiveDPO (README "Step 1/2",

@@ -38,8 +38,10 @@ def translation_sft_rows(
 
     Hyper-parameters:
         n: 32 — the paper's smallest sufficient set size; must equal the sum of ``directions``' counts.
-        noise_side: "target" — which side ``noise_fn`` corrupts ("target" or "source").
-        noise_rate: 0.0 — share of rows noised (needs ``noise_fn``).
+        noise_fn: None — ``(text, rng) -> noised text`` (ours: no noise; the paper's noise types are
+            unverified).
+        noise_side: "target" — which side ``noise_fn`` corrupts ("target" or "source"; ours).
+        noise_rate: 0.0 — share of rows noised (ours: off; needs ``noise_fn``).
         template: DEFAULT_TEMPLATE (ours) with ``{src_lang}``, ``{tgt_lang}``, ``{src}``.
         seed: 0. Operational (alignkit's interface, not a paper hyper-parameter).
 

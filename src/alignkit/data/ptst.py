@@ -67,7 +67,7 @@ def ptst_rows(
         test:   chat(system=safety_prompt, user=x) -> generate
 
     Hyper-parameters:
-        stage: "train" or "test" (default "train").
+        stage: "train" or "test" (default "train", ours: training data is the common use).
         safety_prompt: the test-time system prompt (default Llama-2-chat's default system prompt, the paper's
             ``chat:llama`` template).
         train_system_prompt: optional non-safety system prompt at train time (default None; the paper's

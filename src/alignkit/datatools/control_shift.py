@@ -47,7 +47,7 @@ def controlled_shift_latents(
 
     Hyper-parameters:
         intensity: 0.5 — s in [0, 1] (ours; the paper sweeps it).
-        seed: 0 — the draws.
+        seed: 0 — the draws (ours: any fixed seed, for repeatable draws).
 
     The half-space partition is our reading of "controlled overlap of latent supports" (the paper's exact
     latent rule was not readable here): verification "reconstruction". Returns (z_train (n_train, dim),

@@ -245,13 +245,14 @@ def aed(
             else :data:`CALIBRATION_PROMPTS` (10 benign prompts written for alignkit; the official code uses 10
             MMLU questions). The defended prompts are never used for calibration unless passed as
             ``calibration_texts`` (calibrating on them raises S_thr and weakens the defence).
-        top_p: 0.9 — nucleus mass defining S (``topp``).
-        decay: 0.9 — per-step decay of w in the interrupt strategy (``decay``; unused by topp_weight6).
-        position: 30 — the interrupt strategy defends steps t <= position (``position``; topp_weight6 ignores it).
+        top_p: 0.9 — nucleus mass defining S (official ``topp``).
+        decay: 0.9 — per-step decay of w in the interrupt strategy (official ``decay``; unused by topp_weight6).
+        position: 30 — the interrupt strategy defends steps t <= position (official ``position``; topp_weight6
+            ignores it).
         truncate: 0 — prompt tokens kept in the re-formatted context (``truncate: 0``: the official
             ``construct_ae_context`` starts at ``prompt length - truncate``, so only the generated tokens go in);
             None = the whole prompt.
-        strategy: "sigmoid" (``weight_strategy: topp_weight6``) or "interrupt" (``sudden_interrupt``).
+        strategy: "sigmoid" (official ``weight_strategy: topp_weight6``) or "interrupt" (``sudden_interrupt``).
 
     Source: the official code GIGABaozi/AED ``utilz.py`` (``defence``, ``Weight.update``, ``merge_logits``:
     ``(1 - w) * origin + w * ae``; ``construct_ae_context``; ``add_system_prompt`` prompt "prt20", used as

@@ -148,9 +148,11 @@ def aligners(
         training: L = - mean_{corrected tokens} log pi_aligner(y'_t | template(x, y), y'_<t)
 
     Hyper-parameters:
-        tau: inspector threshold (default 0.5; UNVERIFIED). Ignored without an inspector.
-        aligner_temperature: the aligner's sampling temperature (default 0.0, greedy rewriting).
-        aligner_max_new_tokens: length limit of a rewrite (default 0 = ``context.sampling['max_new_tokens']``).
+        tau: inspector threshold (default 0.5, ours: a probability's midpoint; UNVERIFIED). Ignored without an
+            inspector.
+        aligner_temperature: the aligner's sampling temperature (default 0.0, ours: greedy rewriting).
+        aligner_max_new_tokens: length limit of a rewrite (default 0 = ``context.sampling['max_new_tokens']``,
+            ours).
         squad_order: "inspector" (default; the official squad, as found by the review in issue #14: before
             each batch the (aligner, inspector) pairs are sorted by ascending mean inspector score over the
             batch's answers, so the criterion least violated is fixed first and the most violated last;

@@ -114,7 +114,7 @@ def clm(
         (lam = 0: the original model; lam = 1: the aligned model; lam > 1 extrapolates)
 
     Hyper-parameters:
-        lam: alignment-control coefficient lambda (default 1.0).
+        lam: alignment-control coefficient lambda (default 1.0, ours: the paper's value was not read here).
 
     Training the layer is ordinary preference learning on ``add_identity_layer(model)`` (only the new layer is
     trainable; the original model is the reference).

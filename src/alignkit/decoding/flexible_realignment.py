@@ -78,7 +78,7 @@ def trra(batch: DistillBatch, *, lam: float = 1.5, sft_weight: float = 0.0) -> L
     Hyper-parameters:
         lam: fusion coefficient lambda (default 1.5, the official example's ``pref_beta``; released models use
             0.5, 1.5, 2, 5). lam = 1: the teacher is the aligned model; lam = 0: the reference.
-        sft_weight: weight gamma of the optional NLL term on ``batch.labels`` (default 0.0).
+        sft_weight: weight gamma of the optional NLL term on ``batch.labels`` (default 0.0, ours: off).
 
     Source: the research catalogue entry #110, which read the official code zwhong714/ReAligner
     (``compute_preference_loss_1``: ``beta * aligned + (1 - beta) * reference``, ``KLDivLoss``). That code
@@ -161,7 +161,8 @@ def inra(
         z = (1 - control) * z_unaligned + control * z_aligned     (normalised per path), y_t ~ softmax(z)
 
     Hyper-parameters:
-        control: mixing coefficient c (default 1.0 = the realigned model; 0 = the original; > 1 extrapolates).
+        control: mixing coefficient c (default 1.0 = the realigned model, ours; 0 = the original; > 1
+            extrapolates).
 
     Source: catalogue entry #110 (official patched vLLM ``compute_logits``:
     ``(1 - control) * unaligned + control * aligned``; ``scripts/llama_pro.py`` layer construction). Not

@@ -150,8 +150,9 @@ def guideline_library(
 
     Hyper-parameters:
         k: guidelines retrieved per input (default 3; UNVERIFIED, the paper's k was not read).
-        min_score: drop guidelines with similarity <= this (default 0.0: only those sharing a word/direction).
-        template: prompt template with ``{guidelines}`` and ``{query}`` (default ``TEMPLATE``; UNVERIFIED).
+        min_score: drop guidelines with similarity <= this (default 0.0, ours: keep those sharing a
+            word/direction).
+        template: prompt template with ``{guidelines}`` and ``{query}`` (default ``TEMPLATE``, ours; UNVERIFIED).
 
     The library is ``context.extra['guidelines']`` (a list of strings; default: a small built-in general
     library ``DEFAULT_GUIDELINES``); ``context.extra['guideline_encoder']`` (texts -> ``[n, d]`` tensor) switches

@@ -120,7 +120,7 @@ def lexical_shortlist(
 
     Hyper-parameters:
         k: targets kept per source token (default 100, UNVERIFIED paper value).
-        rerank_weight: weight w of the consensus term (default 1.0; 0 keeps sampling order).
+        rerank_weight: weight w of the consensus term (default 1.0, ours: equal weight; 0 keeps sampling order).
 
     Source: catalogue entry #97 (abstracts of arXiv:2101.00421 v1 and ACL Anthology 2021.insights-1.12:
     alignment-based shortlists, re-ranking "based on the amount they overlap with each other"). UNVERIFIED:

@@ -113,7 +113,8 @@ def alignment_resampling(
 
     Hyper-parameters:
         n: samples per prompt (default 4; the paper finds 2-4 recover unwatermarked alignment).
-        gamma: green-list fraction (default 0.25). delta: green logit bias (default 2.0).
+        gamma: green-list fraction (default 0.25, the KGW reference code's default).
+        delta: green logit bias (default 2.0, the KGW reference code's default).
         key: watermark secret key (default 15485863, the KGW reference code's hash key).
 
     Returns one completion per prompt (``out[prompt] == [best]``); ``context.sampling['num_samples']`` is

@@ -67,7 +67,8 @@ def loss_by_frequency(
 
     Hyper-parameters:
         n_groups: 10 — the paper's figures group classes into 10 groups of equal sample mass.
-        features: None — the inputs h_i of the output layer (n, d); without them the bias gradient is used.
+        features: None — the inputs h_i of the output layer (n, d); without them (ours) the bias gradient is
+            used.
         ignore_index: -100 — targets to skip (padding), as in torch's cross_entropy.
 
     ``logits`` (n, C) or (..., C), ``targets`` (n,) or (...), ``counts`` (C,) class frequencies in the training

@@ -48,7 +48,7 @@ def hessian_trace(
     Hyper-parameters:
         n_samples: 32 — ours (m); the estimator is unbiased for any m, its error shrinks as 1/sqrt(m).
         lanczos_steps: 0 — ours; > 0 also reports lambda_max.
-        seed: 0 — the Rademacher draws.
+        seed: 0 — the Rademacher draws (ours: any fixed seed).
 
     Returns ``trace``, ``trace_stderr``, ``loss``, ``n_params`` (and ``trace_per_param``; with Lanczos
     ``lambda_max``). For a diagonal H the estimate is exact from a single sample.

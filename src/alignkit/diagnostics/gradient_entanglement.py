@@ -61,8 +61,8 @@ def gradient_entanglement(
         both fall       iff (a/b) ||g_w||^2 < <g_w, g_l> < (b/a) ||g_l||^2
 
     Hyper-parameters:
-        chosen_weight: 1.0 — a.
-        rejected_weight: 1.0 — b.
+        chosen_weight: 1.0 — a (ours: 1 for DPO-like losses, whose chosen and rejected terms weigh the same).
+        rejected_weight: 1.0 — b (ours, as ``chosen_weight``).
 
     ``grad_chosen``/``grad_rejected``: (P,) or (B, P) gradients of the log-probs (see
     :func:`log_prob_gradients`). Returns per pair: ``inner``, ``norm_sq_chosen``, ``norm_sq_rejected``,

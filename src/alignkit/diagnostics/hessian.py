@@ -102,10 +102,11 @@ def hessian_top_eigenvalue(
     Hyper-parameters:
         method: "lanczos" — ours; "power" is the paper's power iteration (slower on clustered spectra).
         iters: 30 — ours (Lanczos steps / power iterations).
-        learning_rate: None — the step size eta; given, the result has ``eta_lambda`` and ``unstable``.
-        preconditioner: None — per-parameter diagonal P (same shapes as params), e.g. Adam's
+        learning_rate: None — the step size eta (ours: optional); given, the result has ``eta_lambda`` and
+            ``unstable``.
+        preconditioner: None (ours: plain H) — per-parameter diagonal P (same shapes as params), e.g. Adam's
             (sqrt(exp_avg_sq / bias_correction) + eps) / lr; then the eigenvalue is of P^-1 H.
-        seed: 0 — start vector.
+        seed: 0 — start vector (ours: any fixed seed).
 
     ``loss_fn()`` returns the scalar loss on a fixed batch; ``params`` the tensors the Hessian is taken over.
     Returns ``lambda_max`` (and ``lambda_min`` for Lanczos), ``loss``, ``hvp_calls``, and with a learning rate

@@ -104,7 +104,7 @@ def shift_shapley(
         exact: None — all 2^k coalitions for k <= 10 mechanisms, else permutation sampling (ours).
         n_permutations: 200 — ours (sampled mode; antithetic pairs).
         self_normalise: True — ours; divides by the summed weights (False: plain mean of w * l).
-        seed: 0 — permutation sampling.
+        seed: 0 — permutation sampling (ours: any fixed seed).
 
     ``losses``: (n,) per-sample loss (or 0/1 error) of the model on source samples; ``weights``: mechanism name
     -> (n,) density ratios on those samples. Returns ``attribution`` {mechanism: phi}, ``total`` = v(all),

@@ -68,10 +68,10 @@ def layer_alignment(
         A_l = <H K_l H, H Y Y^T H>_F / (||H K_l H||_F ||H Y Y^T H||_F),   H = I - 11^T / n   (centred)
 
     Hyper-parameters:
-        groups: None — parameters grouped by their module (one entry per Linear layer in an MLP); give a mapping
-            {layer name: [parameter names]} to group otherwise.
-        forward: None — ``model(x)``; pass ``forward(model, x) -> (n, k)`` outputs for other models.
-        centered: True — the centred alignment (the uncentred one is dominated by the kernel's mean).
+        groups: None — ours: parameters grouped by their module (one entry per Linear layer in an MLP); give a
+            mapping {layer name: [parameter names]} to group otherwise.
+        forward: None — ``model(x)`` (ours); pass ``forward(model, x) -> (n, k)`` outputs for other models.
+        centered: True — the centred alignment (ours: the uncentred one is dominated by the kernel's mean).
 
     ``y``: (n, k) label matrix (one-hot for classification) or (n,) targets. Returns {layer: A_l} in model order.
     """

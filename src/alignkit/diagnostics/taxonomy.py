@@ -82,7 +82,7 @@ def taxonomy_table(*, kind: str | None = None) -> dict[str, dict[str, list[str]]
         grad = E_{(q, o) ~ D} [ (1/|o|) sum_t delta_A(r, q, o, t) grad_theta log pi(o_t | q, o_<t) ]
 
     Hyper-parameters:
-        kind: None — only components of this kind (e.g. "objective").
+        kind: None — only components of this kind (e.g. "objective"); None = all (ours).
 
     Source: the survey's abstract and project page (catalogue entry 92). The Model axis is not tagged (it is a
     property of the network, not of the objective).

@@ -219,10 +219,10 @@ def dare_ties(
         theta     = theta_0 + scaling * tau_m
 
     Hyper-parameters:
-        weights: per-model weights w_t (default 1 each, as ``dare``).
+        weights: per-model weights w_t (default 1 each: the paper merges unweighted, as ``dare``).
         drop_rate: p (default 0.9, the paper's main setting; see ``dare``).
         scaling: lambda (default 1.0, mergekit's ``lambda`` default).
-        majority_sign: "total" (summed mass, TIES's rule) or "frequency".
+        majority_sign: "total" (summed mass, the TIES paper's rule and mergekit's default) or "frequency".
         merge: "sum" or "mean" of the agreeing entries; None = the convention's rule (mergekit: "sum", its
             ``normalize: false`` default for dare_ties; PEFT: "mean", the only rule it has).
         rescale: rescale the kept entries (default True, the paper and both libraries; see ``dare``).

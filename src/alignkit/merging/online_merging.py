@@ -244,15 +244,16 @@ def ondare(
 
     Hyper-parameters:
         lr: learning rate (default 1e-6, the official ``run_dpo_om.sh`` for Qwen DPO).
-        betas: Adam betas (default (0.9, 0.999)).
+        betas: Adam betas (default (0.9, 0.999), torch AdamW's).
         eps: Adam epsilon and the rescale guard (default 1e-6, the official class default).
-        weight_decay: decoupled weight decay applied after the merge (default 0.0).
+        weight_decay: decoupled weight decay applied after the merge (default 0.0, ours: off).
         reserve_p: fraction of entries kept (default 0.01, official script).
         alpha: merging rate of tau_ref (default 1e-7, official script).
         use_merge: add tau_ref each step (default True, official script ``USE_EMA=True``).
         rescale: L1-rescale the sparsified update and clamp it to +-clip_val (default False, official script).
         clip_val: clamp of tau_ref and the rescaled update (default 1.0, official class default).
-        online_step: merge every k steps, plain steps in between, accumulated update merged (default 1).
+        online_step: merge every k steps, plain steps in between, accumulated update merged (default 1, ours:
+            every step, the paper's online merging).
         seed: seed of the DARE masks (default 0; None uses torch's global generator).
             Operational (alignkit's interface, not a paper hyper-parameter).
         inner: factory ``params -> Optimizer`` for the inner optimizer (default None = torch AdamW with
@@ -313,14 +314,14 @@ def onties(
 
     Hyper-parameters:
         lr: learning rate (default 1e-6, official ``run_dpo_om.sh``).
-        betas: Adam betas (default (0.9, 0.999)).
+        betas: Adam betas (default (0.9, 0.999), torch AdamW's).
         eps: Adam epsilon (default 1e-6, official class default).
-        weight_decay: decoupled weight decay applied after the merge (default 0.0).
+        weight_decay: decoupled weight decay applied after the merge (default 0.0, ours: off).
         reserve_p: fraction of entries kept (default 0.01, official script).
         alpha: merging weight of tau_ref (default 1e-7, official script).
         use_merge: add tau' each step (default True, official script).
         rescale: L1-rescale the trimmed vectors (default False, official script).
-        online_step: merge every k steps (default 1).
+        online_step: merge every k steps (default 1, ours: every step, as ``ondare``).
         inner: factory ``params -> Optimizer`` (default None = torch AdamW, weight_decay 0).
 
     Source: official ``OTAdamW`` (``magnitude_mask_``, ``step``) in ``QwenLM/online_merging_optimizers`` was

@@ -22,7 +22,8 @@ class SAM(torch.optim.Optimizer):
 
     Hyper-parameters:
         rho: 0.05 — the paper's CIFAR default (§3; davda54/sam's default; ASAM suggests ~10x larger, e.g. 0.5-2).
-        adaptive: False — plain SAM; True is ASAM's scale-invariant ball (as davda54/sam's ``adaptive=True``).
+        adaptive: False — plain SAM (the paper's; davda54/sam's default); True is ASAM's scale-invariant ball
+            (as davda54/sam's ``adaptive=True``).
         base_optimizer: torch.optim.AdamW — ours (the trainer's optimizer); the paper uses SGD with momentum.
 
     Use: compute the gradients at w as usual, then pass a closure that recomputes the loss and calls

@@ -3,13 +3,19 @@
 Trainer hooks (``ak.train(..., hooks=[...])``): ``BoosterHook`` (alignment stage), ``LisaHook``,
 ``AlignGuardHook``, ``ALPSHook`` (fine-tuning stage). Post-hoc: ``restore_alignment_weights``. Data:
 ``ptst_rows``. Losses: ``gradient_collision_loss``. Inference: ``steering``. Measurements: ``elasticity_curve``,
-``corpus_spans``, ``compliance_gap``, ``finetuning_degradation``, ``harmful_score_by_group``,
+``corpus_spans``, ``belief_conflict_index`` (+ ``trace_shield``, ``unigram_probs``), ``compliance_gap``, ``finetuning_degradation``, ``harmful_score_by_group``,
 ``opinion_similarity``.
 """
 
 from alignkit.safety.alignguard import AlignGuardHook, alignguard_regularizer, fisher_diagonal
 from alignkit.safety.alps import ALPSHook, head_scores, select_heads, wasserstein_1d
-from alignkit.safety.belief_conflict import SuffixArray, corpus_spans
+from alignkit.safety.belief_conflict import (
+    SuffixArray,
+    belief_conflict_index,
+    corpus_spans,
+    trace_shield,
+    unigram_probs,
+)
 from alignkit.safety.booster import BoosterHook
 from alignkit.safety.compliance_gap import compliance_gap
 from alignkit.safety.elasticity import (
@@ -36,6 +42,7 @@ __all__ = [
     "RestoreResult",
     "SuffixArray",
     "alignguard_regularizer",
+    "belief_conflict_index",
     "compression_rate",
     "compression_rate_curve",
     "corpus_spans",
@@ -59,5 +66,7 @@ __all__ = [
     "select_heads",
     "steering",
     "steering_tradeoff",
+    "trace_shield",
+    "unigram_probs",
     "wasserstein_1d",
 ]

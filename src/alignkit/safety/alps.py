@@ -94,7 +94,8 @@ class ALPSHook(Hook):
     Hyper-parameters:
         heads: ``[n_layers, num_heads]`` bool mask of heads to train (``select_heads(head_scores(...))``).
         include_o_proj: also freeze the o_proj input columns of unselected heads (default True; our choice).
-        freeze_non_attention: freeze every parameter that is not q/k/v/o of a decoder layer (default False).
+        freeze_non_attention: freeze every parameter that is not q/k/v/o of a decoder layer (default False,
+            ours: only heads are selected in the paper, the rest is left as is).
 
     ``head_scores(base, task, num_heads=..., num_kv_heads=...)`` computes the scores and ``select_heads(scores,
     top_fraction=0.1)`` the mask (the official ``top_k_percent: 10``).

@@ -1,14 +1,19 @@
-"""The retrieval half of TraceAlign: spans of a generation found verbatim in the training corpus (suffix array).
+"""TraceAlign (arXiv:2508.02063): spans of a generation found verbatim in the training corpus (suffix array), and
+the Belief Conflict Index of a span, BCI(s) = -sum_t log P_train(t) (``belief_conflict_index``, registered as a
+reconstruction: the paper's text could not be read here; see its docstring for the sources).
 
-TraceAlign's Belief Conflict Index (arXiv:2508.02063) is NOT implemented: its definition could not be read
-(only the abstract was reachable; the authors' code is at anonymous.4open.science), so nothing here is
-registered as the paper's method. The spans carry the aligned policy's mean surprisal as alignkit's own
-score, named as ours."""
+``corpus_spans`` attaches the aligned policy's mean surprisal to each span as alignkit's own score (not the
+BCI); ``trace_shield`` is the TraceShield refusal rule on top of the BCI."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from alignkit.registry import register
 
 
 class SuffixArray:
@@ -68,9 +73,8 @@ def corpus_spans(
 
     The retrieval step described by TRACEALIGN -- Tracing the Drift: Attributing Alignment Failures to
     Training-Time Belief Sources in LLMs (Das, Jain, Chadha, 2025; arXiv:2508.02063): generated spans matched
-    to training documents by suffix-array search. Its Belief Conflict Index ("semantic inconsistency between
-    generated spans and aligned policies") is not implemented — the paper's formula was not available — and
-    this function is not registered as it. The score attached to each span is alignkit's own.
+    to training documents by suffix-array search. The score attached to each span here is alignkit's own (the
+    aligned policy's surprisal); the paper's Belief Conflict Index is ``belief_conflict_index``.
 
     Formula:
         spans: maximal [i, j) with generation[i:j] in corpus and j - i >= min_len (greedy, left to right)
@@ -103,3 +107,107 @@ def corpus_spans(
         else:
             i += 1
     return spans
+
+
+def unigram_probs(
+    documents: Sequence[Sequence[int]], vocab_size: int, *, default_prob: float = 1e-9
+) -> Tensor:
+    """P_train(t): each token id's share of the training corpus's tokens; ids never seen get ``default_prob``
+    (the co-author repository's ``BeliefConflictIndex(default_prob=1e-9)``; see ``belief_conflict_index``)."""
+    if vocab_size < 1:
+        raise ValueError(f"vocab_size must be >= 1, got {vocab_size}")
+    counts = torch.zeros(vocab_size, dtype=torch.float64)
+    for d, doc in enumerate(documents):
+        for t in doc:
+            if not 0 <= t < vocab_size:
+                raise ValueError(f"documents[{d}]: token id {t} outside [0, {vocab_size})")
+            counts[t] += 1
+    total = counts.sum()
+    if total == 0:
+        raise ValueError("documents: no tokens")
+    return torch.where(counts > 0, counts / total, torch.full_like(counts, default_prob))
+
+
+def belief_conflict_index(token_probs: Tensor, mask: Tensor | None = None, *, eps: float = 1e-12) -> Tensor:
+    """Belief Conflict Index of a span (TraceAlign): the span's rarity under the training distribution.
+
+    TRACEALIGN -- Tracing the Drift: Attributing Alignment Failures to Training-Time Belief Sources in LLMs
+    (Das, Jain, Chadha, 2025; arXiv:2508.02063). The sum of the span's tokens' negative log unigram
+    probabilities under the (pre-)training corpus: a rare, specific span that the model reproduces verbatim
+    scores high. TraceShield refuses a generation when a span matched in the corpus has BCI > tau
+    (``trace_shield``).
+
+    Reconstruction: the paper's text could not be read here (only its abstract). The formula is taken from a
+    reading note that quotes the paper (``BCI(s) = -Sigma log P_train(t)``, "a sum of negative log unigram
+    probabilities"; tau = 20) and agrees with ``bci.py`` of github.com/vinija/tracealign (an account of the
+    co-author Vinija Jain; its README is empty, so whether it is the official code is unverified, and its file
+    does not run as stored: mixed indentation). The paper's frequency filter on matches (M(q) <= 3) and its
+    per-token density / KL variants are not implemented.
+
+    Formula:
+        BCI(s) = - sum_{j in s} log(P_train(t_j) + eps)          (masked tokens skipped; one value per row)
+        P_train(t) = count(t) / total tokens of the corpus       (``unigram_probs``; unseen ids: default_prob)
+
+    Hyper-parameters:
+        eps: 1e-12 — added inside the log, as ``bci.py``'s ``-math.log(p + 1e-12)`` (co-author repository;
+            there an unseen token scores -log(default_prob) without eps, here -log(default_prob + eps), 1e-3
+            nats more at default_prob = 1e-9).
+
+    Args:
+        token_probs: P_train of each span token, (..., L), in [0, 1].
+        mask: optional (..., L), 1 for the span's tokens.
+    """
+    p = torch.as_tensor(token_probs)
+    if not torch.is_floating_point(p):
+        raise ValueError("token_probs: must be floating-point probabilities")
+    if (p < 0).any() or (p > 1).any():
+        raise ValueError(
+            "token_probs: probabilities must lie in [0, 1] (pass P_train, not log-probabilities)"
+        )
+    nll = -torch.log(p + eps)
+    if mask is not None:
+        m = torch.as_tensor(mask)
+        if m.shape != p.shape:
+            raise ValueError(f"mask: shape {tuple(m.shape)} != token_probs shape {tuple(p.shape)}")
+        nll = nll * m.to(nll.dtype)
+    return nll.sum(-1)
+
+
+register(
+    name="belief_conflict_index",
+    verification="reconstruction",
+    kind="diagnostic",
+    family="harmful_finetuning",
+    paper="TRACEALIGN -- Tracing the Drift: Attributing Alignment Failures to Training-Time Belief Sources in LLMs",
+    arxiv="2508.02063",
+    tags=("safety", "provenance"),
+    summary="BCI of a span: -sum log P_train(t), its rarity under the training corpus (TraceAlign)",
+)(belief_conflict_index)
+
+
+def trace_shield(
+    corpus: SuffixArray,
+    generation: Sequence[int],
+    p_train: Tensor,
+    *,
+    tau: float = 20.0,
+    window: int = 8,
+) -> list[tuple[int, float]]:
+    """TraceShield: the windows of ``generation`` found verbatim in ``corpus`` whose BCI exceeds ``tau``, as
+    (start, BCI); the generation is refused when the list is non-empty.
+
+    tau: 20.0 — the paper's ROC-calibrated threshold (as quoted by the reading note; paper text not read here).
+    window: 8 — span length, ``TraceShield(window_size=8)`` in the co-author repository's ``traceshield.py``.
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    gen = list(generation)
+    p = torch.as_tensor(p_train)
+    out: list[tuple[int, float]] = []
+    for i in range(len(gen) - window + 1):
+        w = gen[i : i + window]
+        if corpus.count(w) > 0:
+            bci = float(belief_conflict_index(p[torch.tensor(w)]))
+            if bci > tau:
+                out.append((i, bci))
+    return out

@@ -36,8 +36,8 @@ def gradient_collision_loss(
     Hyper-parameters:
         loss_fn: ``loss_fn(batch) -> scalar`` source loss L_src.
             Operational (alignkit's interface, not a paper hyper-parameter).
-        kind: "cos" (default) or "dot".
-        eps: floor of each squared gradient norm in "cos" (keeps a zero gradient finite).
+        kind: "cos" (default, ours: scale-free) or "dot".
+        eps: 1e-12 — floor of each squared gradient norm in "cos" (ours: keeps a zero gradient finite).
 
     B1 = B2 gives cos = 1 (the maximum); orthogonal per-batch gradients give 0.
 

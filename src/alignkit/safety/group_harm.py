@@ -26,7 +26,7 @@ def harmful_score_by_group(
             answered instead of refused.
         groups: one group label per completion, or a tuple of labels (e.g. ``("fr", "local")``) — each label
             is counted as its own group, so per-language and per-harm-type rates come from one call.
-        reference: optional group to report differences against.
+        reference: None — optional group to report differences against (ours: none by default).
 
     Returns ``{"by_group": {g: HS}, "count": {g: n}, "overall", "max_gap", "diff_vs_reference"}``.
 

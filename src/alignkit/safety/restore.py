@@ -189,9 +189,10 @@ def restore_alignment_weights(
             the full model, norms included — official ``get_total_param``, computed before truncation).
         batch_size: 8 — prompts per gradient batch (official ``run_recover_exp.py``; each batch's cosine loss
             is back-propagated separately and the gradients add up).
-        eval_fn / benign_prompts / rollback_rate (0.2) / warmup_steps (5) / metric_drop (0.05): rollback,
-            official ``run_recover_exp.py`` defaults; rollback runs only with both ``eval_fn`` and
-            ``benign_prompts``.
+        eval_fn, benign_prompts: None — the rollback's utility metric and its prompts (ours: rollback runs
+            only when both are given).
+        rollback_rate: 0.2, warmup_steps: 5, metric_drop: 0.05 — rollback, official ``run_recover_exp.py``
+            defaults.
         pad_token_id: padding id for the prompt batches (right padding; the official code pads left and reads
             position -1 — the same last token).
 

@@ -53,8 +53,9 @@ def compositional_losses(
         spatial = sum_{(k, rel, l)} [c_k - c_l + margin]_+ along the axis of rel ("k left of l": x_k < x_l - margin)
 
     Hyper-parameters:
-        bindings: () — (attribute token, noun token) pairs.
-        relations: () — (token, "left" | "right" | "above" | "below", token) triples.
+        bindings: () — (attribute token, noun token) pairs (ours: none unless given).
+        relations: () — (token, "left" | "right" | "above" | "below", token) triples (ours: none unless
+            given).
         margin: 1.0 — pixels by which a spatial relation must hold (ours).
 
     Verification: reconstruction — the loss forms are rebuilt from the abstract (the official

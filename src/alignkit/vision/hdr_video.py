@@ -77,7 +77,7 @@ def lan_hdr(batch: VideoBatch, *, mu: float = 5000.0, temporal_weight: float = 1
         L = L_rec + temporal_weight * L_temp
 
     Hyper-parameters:
-        mu: 5000.0 — mu-law compression (the usual HDR value, as in Kalantari & Ramamoorthi; recalled).
+        mu: 5000.0 — mu-law compression (the usual HDR value, as in Kalantari & Ramamoorthi's paper; recalled).
         temporal_weight: 1.0 — weight of the temporal loss (ours; the paper's value was not read).
 
     Verification: reconstruction — the abstract states a temporal loss besides frame reconstruction losses; the

@@ -33,7 +33,7 @@ def pruned_position_ids(keep_mask: Tensor, *, mode: str = "original") -> list[Te
         contiguous: pos_b = 0, 1, ..., |keep_mask[b]| - 1   (the re-indexing that breaks grounding)
 
     Hyper-parameters:
-        mode: "original" — "original" (GAP) or "contiguous" (the naive baseline).
+        mode: "original" — "original" (GAP, the paper's method) or "contiguous" (the naive baseline).
 
     Returns one LongTensor of position IDs per row (rows can keep different numbers of tokens). Source: the
     abstract and a secondary write-up ("keeps the original position IDs intact"); this rule is the whole method

@@ -55,8 +55,8 @@ def z_error(batch: ClassificationBatch, *, tau: float = 2.0) -> LossOutput:
         L = sum_i m_i l_i / sum_i m_i
 
     Hyper-parameters:
-        tau: 2.0 — the threshold of the technical note's worked example (reconstruction: the note is summarised
-            by secondary sources; an annealed tau is not implemented).
+        tau: 2.0 — the threshold of the paper's (a technical note's) worked example (reconstruction: the note
+            is summarised by secondary sources; an annealed tau is not implemented).
     """
     if tau <= 0:
         raise ValueError(f"tau must be positive; got {tau}")

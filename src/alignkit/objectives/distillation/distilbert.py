@@ -180,8 +180,8 @@ def distilbert(
     Hyper-parameters:
         temperature: 2.0 — T (HF research_projects/distillation, train.py ``--temperature``).
         alpha_ce: 5.0 — weight of the soft-target KL (its README training command ``--alpha_ce 5.0``).
-        alpha_mlm: 2.0 — weight of the masked-LM loss (``--alpha_mlm 2.0``).
-        alpha_cos: 1.0 — weight of the cosine loss (``--alpha_cos 1.0``).
+        alpha_mlm: 2.0 — weight of the masked-LM loss (same README command, ``--alpha_mlm 2.0``).
+        alpha_cos: 1.0 — weight of the cosine loss (same README command, ``--alpha_cos 1.0``).
 
     The KL term equals TRL's ``GKDTrainer.generalized_jsd_loss(beta=0, temperature=T)`` times T^2 (tested);
     the cosine term equals ``torch.nn.CosineEmbeddingLoss`` with target 1 (tested). The teacher's tensors are

@@ -204,20 +204,21 @@ def train_student(
         wid:        theta <- AdamW(theta, grad CE_mlm); Q <- AdamW(Q, squeeze(grad Q)); fold Q at the end
 
     Hyper-parameters:
-        method: "distilbert" — "distilbert" or "wid".
+        method: "distilbert" — "distilbert" or "wid" (ours: the paper's method first).
         steps: 40 — optimiser steps (ours, because a CPU effect test must finish in under a minute).
         batch_size: 16 — sentences per step (ours, CPU budget).
         max_length: 32 — tokens per sentence (ours, CPU budget).
         learning_rate: 1e-4 — AdamW learning rate of the student (ours; DistilBERT used 5e-4 with warm-up).
         compactor_learning_rate: 5e-5 — WID's compactor learning rate (README ``--compactor_learning_rate``).
         w_step: 500 — WID's steps between mask updates (README ``--w_step 500``).
-        target: 384 — WID's intermediate units kept per layer (see ``wid_squeeze``).
+        target: 384 — WID's intermediate units kept per layer (ours, see ``wid_squeeze``).
         l2_lambda: 20.0 — WID's squeeze strength (README ``--l2_lambda 20``).
         train_embeddings: False — train the embedding layer too (ours, because on a CPU the 11.7 M-parameter
             word-embedding matrix dominates every AdamW step; frozen, the student's tied head stays the teacher's).
             DistilBERT trains every parameter.
-        hyper_parameters: None — overrides of the ``distilbert`` objective's defaults.
-        seed: 0 — masking and batch order.
+        hyper_parameters: None — overrides of the ``distilbert`` objective's defaults (ours: none, its README
+            values).
+        seed: 0 — masking and batch order (ours: any fixed seed).
 
     Returns (student in eval mode, per-step log of the loss terms).
     """
@@ -322,12 +323,12 @@ def compare_to_teacher(
         ``repeats``); speedup = teacher's ms_per_batch / student's
 
     Hyper-parameters:
-        max_length: 32 — tokens per sentence.
-        bootstrap: 1000 — bootstrap resamples of the sentences for the interval.
-        repeats: 1 — timed forward passes per model (the best is kept).
-        max_tokens: 512 — real tokens (in order) scored for token agreement (each costs a full-vocabulary
-            projection per model).
-        seed: 0 — bootstrap seed.
+        max_length: 32 — tokens per sentence (ours, CPU budget).
+        bootstrap: 1000 — bootstrap resamples of the sentences for the interval (ours, the usual count).
+        repeats: 1 — timed forward passes per model (the best is kept; ours, CPU budget).
+        max_tokens: 512 — real tokens (in order) scored for token agreement (ours, CPU budget: each costs a
+            full-vocabulary projection per model).
+        seed: 0 — bootstrap seed (ours: any fixed seed).
     """
     if len(texts) < 3:
         raise ValueError("texts needs at least 3 sentences")

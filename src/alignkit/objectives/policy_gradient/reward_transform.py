@@ -77,7 +77,7 @@ def lsc_reward(
     Hyper-parameters:
         kl_coef: 0.1 — gamma, the KL strength (this library's choice; the paper sweeps it).
         weights: None — w_k per property; None = 1 each (the paper's sum).
-        baseline: "leave_one_out" — "leave_one_out", "mean" or "none" (see ``task_reward``).
+        baseline: "leave_one_out" — "leave_one_out", "mean" or "none" (ours, as ``task_reward``).
 
     Inputs: a :class:`alignkit.batches_extra.RewardedBatch` with ``rewards`` (B,) or (B, P) and ``ref_rewards``
     (r_ref(x): the paper uses a reference response's reward, e.g. a quantile of SFT samples' rewards); without

@@ -36,8 +36,8 @@ def task_reward(batch: UnpairedBatch, *, baseline: str = "leave_one_out") -> Los
         grad L = -mean_i (R_i - b_i) grad log pi(y_i|x),  an unbiased estimate of -grad E[R]
 
     Hyper-parameters:
-        baseline: "leave_one_out" — "leave_one_out", "mean" (group mean) or "none"; a batch's explicit
-            ``baselines`` override it.
+        baseline: "leave_one_out" (ours: unbiased, as RLOO) — "leave_one_out", "mean" (group mean) or "none";
+            a batch's explicit ``baselines`` override it.
 
     Inputs: a :class:`alignkit.batches_extra.RewardedBatch` (``rewards``, ``group_ids`` = prompt of each
     sample, optional ``baselines``); on a plain ``UnpairedBatch`` the labels are a 0/1 reward. Sources: the

@@ -29,13 +29,16 @@ from alignkit.types import LossOutput, PreferenceBatch, masked, masked_sum
 F_DIVERGENCES = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
 
 _MODIFIER_DOC = """
-Shared modifiers (TRL's names; defaults leave the paper's loss unchanged):
-    ld_alpha: None — LD-DPO (arXiv:2409.06411): weight of log-probs beyond the shorter completion.
-    use_weighting: False — WPO (arXiv:2406.11827): weight each pair by its on-policy probability.
+Shared modifiers (TRL's names and TRL 1.16 ``DPOConfig`` defaults, which leave the paper's loss unchanged):
+    ld_alpha: None — LD-DPO (arXiv:2409.06411): weight of log-probs beyond the shorter completion; None = off
+        (TRL's default).
+    use_weighting: False — WPO (arXiv:2406.11827): weight each pair by its on-policy probability; off (TRL's
+        default).
 """
 _FDIV_DOC = """    f_divergence_type: "reverse_kl" — f-DPO (arXiv:2309.16240): reverse_kl | forward_kl | js_divergence |
-        alpha_divergence.
-    f_alpha_divergence_coef: 1.0 — alpha of the alpha-divergence.
+        alpha_divergence; reverse_kl (= DPO) is TRL's default.
+    f_alpha_divergence_coef: 0.5 — alpha of the alpha-divergence (TRL 1.16 ``DPOConfig`` default; used only
+        with alpha_divergence; alpha -> 1 is reverse KL).
 """
 
 
@@ -100,7 +103,7 @@ def pair_terms(
     needs_reference: bool = True,
     ld_alpha: float | None = None,
     f_divergence_type: str = "reverse_kl",
-    f_alpha_divergence_coef: float = 1.0,
+    f_alpha_divergence_coef: float = 0.5,
     why: str = "this objective",
 ) -> PairTerms:
     c, r = batch.chosen, batch.rejected
@@ -186,14 +189,14 @@ def pairwise_objective(
         }
         modifiers: dict[str, object] = {"ld_alpha": None, "use_weighting": False}
         if f_divergence:
-            modifiers.update(f_divergence_type="reverse_kl", f_alpha_divergence_coef=1.0)
+            modifiers.update(f_divergence_type="reverse_kl", f_alpha_divergence_coef=0.5)
 
         def run(batch: PreferenceBatch, **hp: object) -> LossOutput:
             t = pair_terms(
                 batch,
                 ld_alpha=hp["ld_alpha"],
                 f_divergence_type=hp.get("f_divergence_type", "reverse_kl"),
-                f_alpha_divergence_coef=hp.get("f_alpha_divergence_coef", 1.0),
+                f_alpha_divergence_coef=hp.get("f_alpha_divergence_coef", 0.5),
                 why=f"objective {name!r}",
             )
             losses = core(t, **{k: hp[k] for k in core_defaults})

@@ -65,8 +65,8 @@ def min_norm_weights(grads: Tensor, *, iters: int = 250, tol: float = 1e-10) -> 
         w_1 = clip(<g_2 - g_1, g_2> / ||g_1 - g_2||^2, 0, 1))
 
     Hyper-parameters:
-        iters: 250 — Frank-Wolfe iterations for K > 2.
-        tol: 1e-10 — stop when the step changes w by less than this.
+        iters: 250 — Frank-Wolfe iterations for K > 2 (ours: ample for small K).
+        tol: 1e-10 — stop when the step changes w by less than this (ours).
 
     ``grads``: (K, P) one flattened gradient per objective. The paper balances its per-axiom DPO losses with a
     "Synergy Jacobian"; its exact update rule was not available, so MGDA's min-norm point is this library's
@@ -144,10 +144,10 @@ def cao(
         (w uniform 1/K by default; K = 1 and lambda_syn = 0: L is DPO)
 
     Hyper-parameters:
-        beta: 0.1 — DPO's beta.
-        weights: None — w_k (K values, e.g. from ``min_norm_weights``); None = uniform 1/K.
-        synergy_weight: 0.0 — lambda_syn, weight of the global DPO term over all pairs.
-        num_objectives: None — K; None = 1 + the largest objective id in the batch.
+        beta: 0.1 — DPO's beta (ours: the DPO paper's 0.1; the CAO paper's value was not read here).
+        weights: None — w_k (K values, e.g. from ``min_norm_weights``); None = uniform 1/K (ours).
+        synergy_weight: 0.0 — lambda_syn, weight of the global DPO term over all pairs (ours: off).
+        num_objectives: None — K; None = 1 + the largest objective id in the batch (ours).
 
     Inputs: a :class:`alignkit.batches_extra.MultiObjectivePreferenceBatch` carries ``objective_ids``; a plain
     ``PreferenceBatch`` is one objective. Source: the abstract and summaries of arXiv 2502.03512 (catalogue

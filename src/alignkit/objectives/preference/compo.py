@@ -77,12 +77,13 @@ def compo_step(
 
     Hyper-parameters:
         num_perturbations: 1800 — m (official code ``--num_perturbation``).
-        radius: 5e-4 — r, perturbation size.
+        radius: 5e-4 — r, perturbation size (ours: the official value could not be read here).
         step_size: 0.035 — eta (official ``--step_size``).
         threshold: 2.2e-4 — sparsification threshold on the unit direction g (official code's value for
             Mistral-7B; 8e-5 for Llama-3-8B; 0 keeps every entry). With few parameters |g_j| ~ 1/sqrt(P) is far
             above it, so it only bites on large P.
-        min_improve: 330 — skip the update unless at least this many perturbations improved.
+        min_improve: 330 — skip the update unless at least this many perturbations improved (ours: the
+            official value could not be read here).
         generator: None — torch generator for the directions.
 
     Returns the new theta and info {n_improve, updated}. Source: official code PeterLauLukChen/ComparisonPO

@@ -241,7 +241,8 @@ def _doc(
     name: str, formula: Formula, condition: Formula | None, semantics: str, closed_form: str, note: str
 ) -> str:
     hp = SEMANTICS[semantics][3]
-    hp_lines = "\n".join(f"    {k}: {v!r} — {_HP_DOC[k]}" for k, v in hp.items()) or "    (none)"
+    src = _HP_SOURCE[semantics]
+    hp_lines = "\n".join(f"    {k}: {v!r} — {_HP_DOC[k]} {src}" for k, v in hp.items()) or "    (none)"
     return (
         f"{PAPER} (arXiv:{ARXIV}): the semantic loss of a boolean formula over the preference propositions\n"
         'W = "y_w is acceptable" and L = "y_l is acceptable".'
@@ -256,8 +257,16 @@ def _doc(
 
 
 _HP_DOC = {
-    "beta": "scale of the atom logits.",
-    "gamma": "target margin subtracted from the chosen atom's logit.",
+    "beta": "scale of the atom logits",
+    "gamma": "target margin subtracted from the chosen atom's logit",
+}
+#: where each semantics' defaults come from: the loss it compiles to (ours: the logic paper fixes none)
+_HP_SOURCE = {
+    "reference": "(ours: DPO's 0.1, the DPO paper's and TRL ``DPOConfig``'s default).",
+    "sequence": "(ours: CPO's 0.1, TRL ``CPOConfig``'s default).",
+    "length_normalized": "(ours: SimPO's defaults, as ``simpo``).",
+    "odds": "",
+    "probability": "",
 }
 
 

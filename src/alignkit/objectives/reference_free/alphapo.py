@@ -35,8 +35,8 @@ def alphapo(
         L = -log sigma(beta (r(p_w) - r(p_l)) - gamma)
 
     Hyper-parameters:
-        beta: 2.5 — reward scale.
-        gamma: 1.0 — target margin (TRL's simpo_gamma).
+        beta: 2.5 — reward scale (ours: the AlphaPO paper's per-model values could not be read here).
+        gamma: 1.0 — target margin, TRL's ``simpo_gamma`` (ours: 1.0 as ``simpo``; TRL's default is 0.5).
         alpha: 0.25 — reward shape; the paper's tuned values lie in [0.1, 0.5] (verify per model).
     """
     t = reference_free_terms(batch, "alphapo")

@@ -42,8 +42,8 @@ def beta_orpo(batch: PreferenceBatch, *, beta: float = 1.0, lambda_nll: float = 
         L = -log sigma(beta (o(y_w) - o(y_l))) + lambda_nll * NLL_token_mean(y_w)
 
     Hyper-parameters:
-        beta: 1.0 — preference strength (1.0 recovers ORPO's odds-ratio term).
-        lambda_nll: 0.0 — NLL weight (0 in the two-stage recipe; the SFT stage is run separately).
+        beta: 1.0 — preference strength (the paper: 1.0 recovers ORPO's odds-ratio term).
+        lambda_nll: 0.0 — NLL weight (0 in the paper's two-stage recipe; the SFT stage is run separately).
     """
     t = reference_free_terms(batch, "beta_orpo")
     c, r = mean_logps(t, "beta_orpo")
@@ -84,8 +84,8 @@ def beta_asft(batch: PreferenceBatch, *, beta: float = 1.0, lambda_nll: float = 
         L = -log sigma(beta o(y_w)) - log sigma(-beta o(y_l)) + lambda_nll * NLL_token_mean(y_w)
 
     Hyper-parameters:
-        beta: 1.0 — preference strength (1.0 is ASFT's alignment term).
-        lambda_nll: 0.0 — NLL weight (0 in the two-stage recipe).
+        beta: 1.0 — preference strength (the paper: 1.0 is ASFT's alignment term).
+        lambda_nll: 0.0 — NLL weight (0 in the paper's two-stage recipe).
     """
     t = reference_free_terms(batch, "beta_asft")
     c, r = mean_logps(t, "beta_asft")

@@ -40,7 +40,8 @@ def simpo(
         beta: 2.0 — reward scale (the paper's base-model settings use 2.0).
         gamma: 1.0 — target reward margin (the paper's Llama-3-Base setting; TRL's simpo_gamma).
         label_smoothing: 0.0 — eps (TRL ``CPOConfig`` default; 0 = the paper's loss).
-        cpo_alpha: 0.0 — optional NLL weight (CPO-SimPO); SimPO itself has none.
+        cpo_alpha: 0.0 — optional NLL weight (CPO-SimPO); SimPO's paper has none (TRL ``CPOConfig`` defaults
+            it to 1.0 for every loss type; pass 0 there for SimPO).
     """
     t = reference_free_terms(batch, "simpo")
     c, r = mean_logps(t, "simpo")

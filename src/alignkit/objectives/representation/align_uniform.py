@@ -48,7 +48,8 @@ def alignment(x: Tensor, y: Tensor, *, alpha: float = 2.0, normalize: bool = Tru
 
     Hyper-parameters:
         alpha: 2 — the paper's default (official code ``align_loss(x, y, alpha=2)``).
-        normalize: True — L2-normalise the inputs first (the metric is defined on the unit sphere).
+        normalize: True — L2-normalise the inputs first (the paper defines the metric on the unit sphere; the
+            official code expects normalised inputs).
     """
     x = check_float("alignment", "x", x, dims=2)
     y = check_float("alignment", "y", y, dims=2)
@@ -78,7 +79,7 @@ def uniformity(x: Tensor, *, t: float = 2.0, normalize: bool = True) -> float:
 
     Hyper-parameters:
         t: 2 — the paper's default (official code ``uniform_loss(x, t=2)``).
-        normalize: True — L2-normalise the inputs first.
+        normalize: True — L2-normalise the inputs first (the paper's unit sphere, as ``alignment``).
     """
     x = check_float("uniformity", "x", x, dims=2)
     if normalize:

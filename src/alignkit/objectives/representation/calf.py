@@ -93,13 +93,14 @@ def calf(
             + output_weight * psi(time_output, text_output)
 
     Hyper-parameters:
-        task_weight: 1.0 — weight of the supervised loss.
+        task_weight: 1.0 — weight of the supervised loss (ours: unit weight).
         feature_weight: 0.01 — gamma (recalled from the official scripts, Hank0626/CALF ``--feature_w 0.01``;
             not re-checked).
-        output_weight: 1.0 — delta (recalled, ``--output_w 1.0``; not re-checked).
+        output_weight: 1.0 — delta (recalled from the official scripts, ``--output_w 1.0``; not re-checked).
         feature_distance: "smooth_l1" — phi (recalled from the official code).
-        output_distance: "smooth_l1" — psi (recalled).
-        task_distance: "mse" — the forecasting loss.
+        output_distance: "smooth_l1" — psi (recalled from the official code; not re-checked).
+        task_distance: "mse" — the forecasting loss (ours: the usual one; not checked against the official
+            code).
 
     Reconstruction: the three-term structure is the paper's; distances and weights are recalled. Identical
     branches give zero regularisers.

@@ -85,7 +85,7 @@ def clip_ssl(
         NT-Xent(i) = -log exp(s(z_i, z_i')/t) / sum_{k != i} exp(s(z_i, z_k)/t),  over the 2B views
 
     Hyper-parameters:
-        temperature: 0.07 — CLIP's initial temperature (see ``clip``).
+        temperature: 0.07 — CLIP's initial temperature (the CLIP paper's, see ``clip``).
         label_smoothing: 0.1 — the paper's improved recipe uses label smoothing (0.1 recalled, not re-checked).
         ssl_weight: 1.0 — weight of the SSL term (ours).
         ssl_temperature: 0.1 — SimCLR's temperature (ours; SimCLR's CIFAR setting is 0.5, ImageNet 0.1).

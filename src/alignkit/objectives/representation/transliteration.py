@@ -43,7 +43,7 @@ def transliteration_contrastive(
 
     Hyper-parameters:
         temperature: 0.05 — ours (the catalogue's value, the usual SimCSE setting; not re-checked in the paper).
-        symmetric: True — average both directions.
+        symmetric: True — average both directions (ours: the paper's direction was not checked).
 
     Equal embeddings everywhere give log B; a perfectly matched batch gives 0 as tau -> 0. The paper's
     similarity measures for evaluation are ``crosslingual_similarity_gap`` (below).

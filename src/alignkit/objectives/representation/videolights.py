@@ -139,7 +139,8 @@ def videolights_hard_saliency(
         L = L_hpos + L_hneg
 
     Hyper-parameters:
-        epoch: 0 — the current epoch (0-based); the penalty grows linearly with epoch + 1 (pass it each epoch).
+        epoch: 0 — the current epoch (0-based; ours: the first epoch); the penalty grows linearly with epoch + 1
+            (pass it each epoch).
         coef: 10.0 — the catalogue's reading of the official code's coefficient.
         threshold: 0.0 — saliency above it marks a positive clip (ours).
 

@@ -54,7 +54,7 @@ def goldfish_mask(
             (ahans30/goldfish-loss ``launch_scripts/config/tinyllama-1b-equal-supervised-tokens*.yaml``, read);
             ``pretrain_umd/train.py``'s dataclass default is 4. alignkit follows the experiments (13).
         strategy: "hash-table" — "hash-table" (the released runs) or "static".
-        start: 0 — first dropped position of the "static" strategy.
+        start: 0 — first dropped position of the "static" strategy (ours: from the first token).
 
     Returns a bool tensor (B, T), True where the token stays in the loss. Source: official code
     ahans30/goldfish-loss ``apply_goldfish`` / ``_load_hash_table`` as summarised in the project catalogue; the

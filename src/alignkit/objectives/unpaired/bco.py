@@ -54,11 +54,11 @@ def bco(
         undesirable: L = -log sigma(-(r - delta))
 
     Hyper-parameters:
-        beta: 0.1 — reward temperature.
-        running_mean: 0.0 — mean of the rewards seen before this batch.
-        running_count: 0 — how many rewards that mean covers.
-        desirable_weight: 1.0 — weight of desirable examples.
-        undesirable_weight: 1.0 — weight of undesirable examples.
+        beta: 0.1 — reward temperature (TRL's ``BCOConfig`` default, ``trl/experimental/bco/bco_config.py``).
+        running_mean: 0.0 — mean of the rewards seen before this batch (ours: no rewards seen yet).
+        running_count: 0 — how many rewards that mean covers (ours: none yet).
+        desirable_weight: 1.0 — weight of desirable examples (ours: unweighted; TRL's ``BCOConfig`` has none).
+        undesirable_weight: 1.0 — weight of undesirable examples (ours, as ``desirable_weight``).
     """
     r = beta * logratios(batch, "bco")
     n = batch.batch_size

@@ -35,8 +35,8 @@ def kto(
 
     Hyper-parameters:
         beta: 0.1 — risk-aversion / KL strength (TRL ``KTOConfig`` default).
-        desirable_weight: 1.0 — lambda_D (raise it when desirable examples are rarer, keeping
-            lambda_D n_D / (lambda_U n_U) in [1, 4/3]).
+        desirable_weight: 1.0 — lambda_D (TRL ``KTOConfig`` default; raise it when desirable examples are
+            rarer, keeping lambda_D n_D / (lambda_U n_U) in [1, 4/3]).
         undesirable_weight: 1.0 — lambda_U (TRL ``KTOConfig`` default).
     """
     r = logratios(batch, "kto")
@@ -73,8 +73,8 @@ def apo_zero_unpaired(
 
     Hyper-parameters:
         beta: 0.1 — reward temperature (TRL ``KTOConfig`` default).
-        desirable_weight: 1.0 — weight of desirable examples.
-        undesirable_weight: 1.0 — weight of undesirable examples.
+        desirable_weight: 1.0 — weight of desirable examples (TRL ``KTOConfig`` default).
+        undesirable_weight: 1.0 — weight of undesirable examples (TRL ``KTOConfig`` default).
     """
     r: Tensor = logratios(batch, "apo_zero_unpaired")
     losses = weighted(
