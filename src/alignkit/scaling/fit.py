@@ -39,6 +39,28 @@ def read_runs(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
+def select(data: Mapping[str, Any], where: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The rows of ``data`` whose columns equal the given values (numbers compared as floats, others as text);
+    an unknown column or a selection with no rows is an error naming it."""
+    cols = {k: np.asarray(v) for k, v in data.items()}
+    n = len(next(iter(cols.values()))) if cols else 0
+    mask = np.ones(n, bool)
+    for col, want in where.items():
+        if col not in cols:
+            raise ValueError(f"no column {col!r} to select on; got {sorted(cols)}")
+        v = cols[col]
+        if v.dtype.kind in "fiu":
+            try:
+                mask &= v == float(want)
+            except ValueError:
+                raise ValueError(f"column {col!r} is numeric; cannot select {col}={want!r}") from None
+        else:
+            mask &= v == str(want)
+    if not mask.any():
+        raise ValueError(f"no rows with {dict(where)}")
+    return {k: v[mask] for k, v in cols.items()}
+
+
 @dataclass
 class FitResult:
     """A fitted law: point estimate, bootstrap percentile interval per coefficient, fit quality."""
