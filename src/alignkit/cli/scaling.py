@@ -4,7 +4,7 @@
     alignkit scaling fit --law chinchilla --csv runs.csv --bootstrap 200 --plot fit.png --json fit.json
     alignkit scaling fit --law llms_on_the_line --csv src/alignkit/scaling/data/llms_on_the_line.csv \
         --group-by pretraining_data
-    alignkit scaling fit --law loss_to_loss --csv src/alignkit/scaling/data/loss_to_loss.csv \
+    alignkit scaling fit --law loss_to_loss --csv shared/scaling/loss_to_loss.csv \
         --where "pair=FineWeb-Edu->StarCoder" split=sweep --fix E0=1.9669 E1=0.8452
     alignkit scaling predict --law chinchilla --at params=7e10 tokens=1.4e12 [--fit fit.json | --coef E=1.7]
 
