@@ -1,5 +1,6 @@
-"""Regenerate docs/img/loss_to_loss.png (docs/scaling.md): the loss-to-loss laws fitted on the authors' runs, with
-the held-out 3.3B models (a few seconds):
+"""Regenerate the figures of docs/scaling.md fitted on published data (half a minute): docs/img/loss_to_loss.png
+(the loss-to-loss laws on the authors' runs, with the held-out 3.3B models) and docs/img/chinchilla_refit.png
+(Chinchilla's law on the runs transcribed from its Figure 4: our Huber refit against the printed eq. 10):
 
 PYTHONPATH=src python tools/plot_scaling_published.py
 """
@@ -14,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from alignkit.scaling import fit, read_runs, select  # noqa: E402
+from alignkit.scaling import fit, predict, read_runs, select  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "img"
 DATA = Path(__file__).resolve().parents[1] / "shared" / "scaling"
@@ -46,5 +47,30 @@ def loss_to_loss_figure() -> None:
     plt.close(fig)
 
 
+def chinchilla_figure() -> None:
+    d = select(read_runs(DATA / "chinchilla_fig4.csv"), {"excluded": 0})
+    r = fit("chinchilla", d, huber=1e-3, n_boot=0)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True, layout="constrained")
+    for ax, (name, pred) in zip(
+        axes,
+        (
+            ("Hoffmann et al. eq. 10\n(printed)", predict("chinchilla", d)),
+            ("refit here\n(Huber 1e-3, their procedure)", r.predict(d)),
+        ),
+        strict=True,
+    ):
+        rel = pred / d["loss"] - 1
+        sc = ax.scatter(d["tokens"], rel, c=np.log10(d["params"]), s=8, cmap="viridis")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("training tokens")
+        ax.set_title(f"{name}: mean |log error| {np.abs(np.log1p(rel)).mean():.4f}", fontsize=9)
+    axes[0].set_ylabel("predicted / observed loss − 1")
+    fig.colorbar(sc, ax=axes, label="log10 parameters")
+    fig.savefig(OUT / "chinchilla_refit.png", dpi=80)
+    plt.close(fig)
+
+
 if __name__ == "__main__":
     loss_to_loss_figure()
+    chinchilla_figure()

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from alignkit.cli.main import main
-from alignkit.scaling import fit, read_runs, select
+from alignkit.scaling import fit, predict, read_runs, select
 
 # data taken from an authors' repository live under the repository's shared/ (not shipped in the package)
 DATA = Path(__file__).resolve().parents[2] / "shared" / "scaling"
@@ -92,3 +92,66 @@ def test_select_errors_name_the_problem():
         select(d, {"pair": "c"})
     with pytest.raises(ValueError, match="numeric"):
         select(d, {"x": "abc"})
+
+
+# Chinchilla (Hoffmann et al., arXiv:2203.15556), the law Time Matters (arXiv:2406.18922) builds on and whose
+# eq. 10 coefficients are our defaults. Its runs are not public; Besiroglu et al. (arXiv:2404.10102) transcribed 245
+# of them from the paper's Figure 4 (shared/scaling/chinchilla_fig4.csv) and refitted with Hoffmann's procedure
+# (Huber loss, delta 1e-3, on log residuals; the 5 highest-loss runs dropped). Their notebook's grid L-BFGS fit
+# prints the first row below, their paper's final estimates (a Huber likelihood with a fitted scale) the second.
+EPOCH_GRID = {"E": 1.8172, "A": 477.84, "B": 2143.86, "alpha": 0.34731, "beta": 0.36718}
+EPOCH_PAPER = {"E": 1.82, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+HOFFMANN_EQ10 = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+
+
+def _chinchilla_runs() -> dict[str, np.ndarray]:
+    d = read_runs(DATA / "chinchilla_fig4.csv")
+    kept = select(d, {"excluded": 0})  # the replication's outlier rule: drop the 5 highest losses
+    assert kept["loss"].max() < np.sort(d["loss"])[-5]
+    return kept
+
+
+@pytest.mark.slow
+def test_chinchilla_refit_matches_the_replication_not_eq10():
+    """With Hoffmann's procedure our fit lands on the replication's coefficients (grid fit to 0.5%; the paper's
+    final estimates, from a slightly different objective, within 0.01 in E, 0.005 in the exponents and 5% in A, B)
+    — and Hoffmann's printed E = 1.69 and beta = 0.28 lie outside our 95% bootstrap interval: the published
+    coefficients are not reproduced from their own (transcribed) data. alpha = 0.34 is."""
+    d = _chinchilla_runs()
+    assert d["loss"].size == 240
+    r = fit("chinchilla", d, huber=1e-3, n_boot=40, starts=8, seed=0)
+    for k, v in EPOCH_GRID.items():
+        assert abs(r.params[k] - v) <= 0.005 * v, (k, r.params[k], v)
+    tol = {
+        "E": 0.01,
+        "alpha": 0.005,
+        "beta": 0.005,
+        "A": 0.05 * EPOCH_PAPER["A"],
+        "B": 0.05 * EPOCH_PAPER["B"],
+    }
+    for k, v in EPOCH_PAPER.items():
+        assert abs(r.params[k] - v) <= tol[k], (k, r.params[k], v)
+    for k in ("E", "beta"):
+        lo, hi = r.ci[k]
+        assert not lo <= HOFFMANN_EQ10[k] <= hi, (k, r.ci[k])
+    assert r.ci["alpha"][0] <= HOFFMANN_EQ10["alpha"] <= r.ci["alpha"][1], r.ci["alpha"]
+    # and the printed coefficients fit the data worse: mean absolute log error
+    y = d["loss"]
+    err = {n: np.abs(np.log(r.predict(d) if n == "ours" else predict("chinchilla", d)) - np.log(y)).mean()
+           for n in ("ours", "eq10")}  # fmt: skip
+    assert err["ours"] < err["eq10"] / 2, err
+
+
+@pytest.mark.slow
+def test_cli_huber_fit_on_chinchilla_runs(tmp_path):
+    out = tmp_path / "fit.json"
+    argv = ["scaling", "fit", "--law", "chinchilla", "--csv", str(DATA / "chinchilla_fig4.csv")]
+    argv += ["--where", "excluded=0", "--huber", "1e-3"]
+    argv += ["--bootstrap", "0", "--json", str(out)]
+    assert main(argv) == 0
+    saved = json.loads(out.read_text())
+    assert saved["n"] == 240
+    for k, v in EPOCH_GRID.items():
+        assert abs(saved["params"][k] - v) <= 0.005 * v, (k, saved["params"][k], v)
+    with pytest.raises(ValueError, match="positive delta"):
+        fit("chinchilla", _chinchilla_runs(), huber=0.0, n_boot=0)

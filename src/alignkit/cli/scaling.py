@@ -48,6 +48,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--bootstrap", type=int, default=200, help="bootstrap refits (0: none)")
     f.add_argument("--level", type=float, default=0.95)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument(
+        "--huber",
+        type=float,
+        default=None,
+        metavar="DELTA",
+        help="Huber loss of the residuals (Chinchilla: 1e-3)",
+    )
     f.add_argument("--group-by", default=None, help="fit one curve per value of this column")
     f.add_argument(
         "--where", nargs="*", metavar="COLUMN=VALUE", help="fit only the rows with these column values"
@@ -98,6 +105,7 @@ def _fit(args: argparse.Namespace) -> int:
         n_boot=args.bootstrap,
         level=args.level,
         seed=args.seed,
+        huber=args.huber,
     )
     results = (
         fit_groups(args.law, data, args.group_by, **kw)
