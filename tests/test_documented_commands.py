@@ -137,7 +137,8 @@ def test_documented_commands_run(tmp_path, monkeypatch, capsys):
             continue
         seen.add(cmd)
         words = [str(base.path) if w in MODEL_PLACEHOLDERS else w for w in shlex.split(cmd)]
-        words = [str(ROOT / w) if w.startswith("src/") else w for w in words]  # docs run from the repo root
+        repo = ("src/", "shared/")  # docs run from the repo root
+        words = [str(ROOT / w) if w.startswith(repo) else w for w in words]
         tiny = tiny_flags(words)
         argv = words[1:] + [f.format(cache=cache) for f in (tiny[0] if tiny else [])]
         if (

@@ -1,10 +1,11 @@
 """Scaling laws: hand values, limiting cases, and recovery of the papers' coefficients from data.
 
-No paper's printed data points or coefficient tables were readable for arXiv 2411.12925, 2402.04177, 2406.18922,
-2205.10487 or 2505.07796, so each recovery test draws noisy points from the paper's law (published coefficients
-where the paper or the law it builds on prints them: Chinchilla's for Time Matters, Kaplan's for repeated data;
-the catalog's test values otherwise) and checks that the fit, started far away, recovers them inside its bootstrap
-interval. LLMs on the Line (2502.12120) is fitted on the authors' released evaluation data.
+No paper's printed data points or coefficient tables were readable for arXiv 2402.04177, 2406.18922, 2205.10487
+or 2505.07796, so each recovery test draws noisy points from the paper's law (published coefficients where the
+paper or the law it builds on prints them: Chinchilla's for Time Matters, Kaplan's for repeated data; the catalog's
+test values otherwise) and checks that the fit, started far away, recovers them inside its bootstrap interval.
+LLMs on the Line (2502.12120) is fitted on the authors' released evaluation data here; Loss-to-Loss Prediction
+(2411.12925) on the authors' runs, against the paper's coefficients, in test_published.py.
 """
 
 import json

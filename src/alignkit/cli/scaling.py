@@ -4,6 +4,8 @@
     alignkit scaling fit --law chinchilla --csv runs.csv --bootstrap 200 --plot fit.png --json fit.json
     alignkit scaling fit --law llms_on_the_line --csv src/alignkit/scaling/data/llms_on_the_line.csv \
         --group-by pretraining_data
+    alignkit scaling fit --law loss_to_loss --csv shared/scaling/loss_to_loss.csv \
+        --where "pair=FineWeb-Edu->StarCoder" split=sweep --fix E0=1.9669 E1=0.8452
     alignkit scaling predict --law chinchilla --at params=7e10 tokens=1.4e12 [--fit fit.json | --coef E=1.7]
 
 The CSV has one row per run; columns are the law's inputs and target (``alignkit scaling list`` shows them);
@@ -46,7 +48,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--bootstrap", type=int, default=200, help="bootstrap refits (0: none)")
     f.add_argument("--level", type=float, default=0.95)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument(
+        "--huber",
+        type=float,
+        default=None,
+        metavar="DELTA",
+        help="Huber loss of the residuals (Chinchilla: 1e-3)",
+    )
     f.add_argument("--group-by", default=None, help="fit one curve per value of this column")
+    f.add_argument(
+        "--where", nargs="*", metavar="COLUMN=VALUE", help="fit only the rows with these column values"
+    )
     f.add_argument("--plot", type=Path, default=None, help="write a PNG of data and fit")
     f.add_argument("--json", type=Path, default=None, help="write the fit(s) as JSON")
     f.set_defaults(func=_fit)
@@ -75,9 +87,17 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from alignkit.scaling import fit, fit_groups, plot_fit, read_runs
+    from alignkit.scaling import fit, fit_groups, plot_fit, read_runs, select
 
     data = read_runs(args.csv)
+    if args.where:
+        where = {}
+        for item in args.where:
+            if "=" not in item:
+                raise ValueError(f"--where takes COLUMN=VALUE; got {item!r}")
+            k, v = item.split("=", 1)
+            where[k] = v
+        data = select(data, where)
     kw = dict(
         target=args.target,
         fix=_pairs(args.fix, "--fix"),
@@ -85,6 +105,7 @@ def _fit(args: argparse.Namespace) -> int:
         n_boot=args.bootstrap,
         level=args.level,
         seed=args.seed,
+        huber=args.huber,
     )
     results = (
         fit_groups(args.law, data, args.group_by, **kw)

@@ -14,7 +14,7 @@ from alignkit.scaling import (  # noqa: F401 - importing registers the laws
     time_matters,
 )
 from alignkit.scaling.continual_pretraining import lr_areas
-from alignkit.scaling.fit import FitResult, fit, fit_groups, predict, read_runs
+from alignkit.scaling.fit import FitResult, fit, fit_groups, predict, read_runs, select
 from alignkit.scaling.plot import plot_fit
 from alignkit.scaling.repeated_data import effective_params
 
@@ -27,4 +27,5 @@ __all__ = [
     "plot_fit",
     "predict",
     "read_runs",
+    "select",
 ]

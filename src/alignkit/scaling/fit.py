@@ -39,6 +39,28 @@ def read_runs(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
+def select(data: Mapping[str, Any], where: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The rows of ``data`` whose columns equal the given values (numbers compared as floats, others as text);
+    an unknown column or a selection with no rows is an error naming it."""
+    cols = {k: np.asarray(v) for k, v in data.items()}
+    n = len(next(iter(cols.values()))) if cols else 0
+    mask = np.ones(n, bool)
+    for col, want in where.items():
+        if col not in cols:
+            raise ValueError(f"no column {col!r} to select on; got {sorted(cols)}")
+        v = cols[col]
+        if v.dtype.kind in "fiu":
+            try:
+                mask &= v == float(want)
+            except ValueError:
+                raise ValueError(f"column {col!r} is numeric; cannot select {col}={want!r}") from None
+        else:
+            mask &= v == str(want)
+    if not mask.any():
+        raise ValueError(f"no rows with {dict(where)}")
+    return {k: v[mask] for k, v in cols.items()}
+
+
 @dataclass
 class FitResult:
     """A fitted law: point estimate, bootstrap percentile interval per coefficient, fit quality."""
@@ -102,15 +124,16 @@ def _starts(bounds: list[tuple[float, float]], p0: np.ndarray, k: int, rng: np.r
     return out
 
 
-def _solve(resid, p0s, lo, hi, tol=1e-12, max_nfev=4000):  # noqa: ANN001, ANN202 - private helper
+def _solve(resid, p0s, lo, hi, tol=1e-12, max_nfev=4000, huber=None):  # noqa: ANN001, ANN202 - private helper
     from scipy.optimize import least_squares
 
+    robust = {"loss": "huber", "f_scale": huber} if huber else {}
     best = None
     for p0 in p0s:
         p0 = np.clip(p0, lo + 1e-12 * (hi - lo), hi - 1e-12 * (hi - lo))
         try:
             r = least_squares(
-                resid, p0, bounds=(lo, hi), x_scale="jac", max_nfev=max_nfev, xtol=tol, ftol=tol
+                resid, p0, bounds=(lo, hi), x_scale="jac", max_nfev=max_nfev, xtol=tol, ftol=tol, **robust
             )
         except (ValueError, FloatingPointError):
             continue
@@ -130,13 +153,16 @@ def fit(
     starts: int = 8,
     level: float = 0.95,
     seed: int = 0,
+    huber: float | None = None,
 ) -> FitResult:
     """Fit ``law``'s free coefficients to ``data`` (columns: the law's inputs and its target).
 
     Residuals are ``log y_hat - log y`` for laws that declare log residuals (losses), else ``y_hat - y``.
     The search starts at ``p0`` (default: the law's published coefficients) and at ``starts - 1`` random points
     in the bounds; the lowest cost wins. ``n_boot`` refits on rows resampled with replacement give the
-    percentile interval at ``level`` (0 turns the bootstrap off). ``fix`` holds coefficients at given values."""
+    percentile interval at ``level`` (0 turns the bootstrap off). ``fix`` holds coefficients at given values.
+    ``huber=delta`` minimises the Huber loss of the residuals instead of their squares (Hoffmann et al. fit
+    Chinchilla's law with delta = 1e-3 on log residuals, which is close to least absolute deviations)."""
     comp, spec = _law(law)
     target = target or spec.target
     x = {k: np.asarray(data[k]) for k in spec.inputs if k in data}
@@ -177,14 +203,17 @@ def fit(
 
     rng = np.random.default_rng(seed)
     all_idx = np.arange(n)
-    best = _solve(make_resid(all_idx), _starts(list(zip(lo, hi, strict=True)), start, starts, rng), lo, hi)
+    if huber is not None and not huber > 0:
+        raise ValueError(f"huber must be a positive delta; got {huber}")
+    p0s = _starts(list(zip(lo, hi, strict=True)), start, starts, rng)
+    best = _solve(make_resid(all_idx), p0s, lo, hi, huber=huber)
     if best is None:
         raise ValueError(f"scaling law {comp.name!r}: no start converged; pass p0= closer to the data")
     params = dict(zip(names, map(float, best.x), strict=True))
     boots = []
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
-        r = _solve(make_resid(idx), [best.x], lo, hi, tol=1e-8, max_nfev=300)
+        r = _solve(make_resid(idx), [best.x], lo, hi, tol=1e-8, max_nfev=300, huber=huber)
         if r is not None:
             boots.append(r.x)
     boot = np.array(boots) if boots else np.zeros((0, len(names)))

@@ -57,6 +57,10 @@ def chinchilla(
         B: 410.7 — same.
         alpha: 0.34 — same.
         beta: 0.28 — same.
+
+    Refitted with Hoffmann's procedure (``huber=1e-3``) on the 240 runs Besiroglu et al. (arXiv:2404.10102)
+    transcribed from the paper's Figure 4, the law gives E 1.82, A 478, B 2144, alpha 0.347, beta 0.367 — the
+    replication's values, not eq. 10 (tests/scaling/test_published.py, docs/scaling.md).
     """
     n, d = columns(x, ("params", "tokens"), "chinchilla")
     return E + A / n**alpha + B / d**beta
