@@ -139,6 +139,10 @@ def test_documented_commands_run(tmp_path, monkeypatch, capsys):
         words = [str(base.path) if w in MODEL_PLACEHOLDERS else w for w in shlex.split(cmd)]
         repo = ("src/", "shared/")  # docs run from the repo root
         words = [str(ROOT / w) if w.startswith(repo) else w for w in words]
+        external = [w for w in words if w.startswith(str(ROOT / "shared")) and not pathlib.Path(w).exists()]
+        if external:  # authors' data are not redistributed (docs/scaling.md); run where a checkout has them
+            listed += 1
+            continue
         tiny = tiny_flags(words)
         argv = words[1:] + [f.format(cache=cache) for f in (tiny[0] if tiny else [])]
         if (

@@ -18,6 +18,7 @@ read (see docs/scaling.md); their tests in test_scaling.py recover coefficients 
 """
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,18 @@ import pytest
 from alignkit.cli.main import main
 from alignkit.scaling import fit, predict, read_runs, select
 
-# data taken from an authors' repository live under the repository's shared/ (not shipped in the package)
-DATA = Path(__file__).resolve().parents[2] / "shared" / "scaling"
+# Data taken from authors' repositories are not redistributed with alignkit: they live, uncommitted, under the
+# checkout's shared/scaling/ (or $ALIGNKIT_SCALING_DATA); docs/scaling.md says where each file comes from. Without
+# them these tests are skipped, saying so.
+DATA = Path(
+    os.environ.get("ALIGNKIT_SCALING_DATA") or Path(__file__).resolve().parents[2] / "shared" / "scaling"
+)
 RUNS = DATA / "loss_to_loss.csv"
-PUBLISHED = read_runs(DATA / "loss_to_loss_published.csv")
+_HAVE = RUNS.is_file() and (DATA / "loss_to_loss_published.csv").is_file()
+_WHY = "the authors' run data are not redistributed with alignkit; put them under {} (docs/scaling.md)"
+needs_loss_to_loss = pytest.mark.skipif(not _HAVE, reason=_WHY.format(DATA))
+needs_chinchilla = pytest.mark.skipif(not (DATA / "chinchilla_fig4.csv").is_file(), reason=_WHY.format(DATA))
+PUBLISHED = read_runs(DATA / "loss_to_loss_published.csv") if _HAVE else {"pair": []}
 PAIRS = list(PUBLISHED["pair"])
 
 
@@ -38,6 +47,7 @@ def _published(pair: str) -> dict[str, float]:
     return {k: float(PUBLISHED[k][i]) for k in ("K", "kappa", "E0", "E1")}
 
 
+@needs_loss_to_loss
 @pytest.mark.parametrize("pair", PAIRS)
 def test_loss_to_loss_reproduces_the_papers_coefficients(pair):
     pub = _published(pair)
@@ -51,6 +61,7 @@ def test_loss_to_loss_reproduces_the_papers_coefficients(pair):
     assert r.r2 > 0.95, r.r2
 
 
+@needs_loss_to_loss
 def test_loss_to_loss_extrapolates_20x_in_compute():
     """The abstract: the fitted curves extrapolate to 20x the largest FLOP budget of the fit. Train-to-train, the
     3.3B model's loss is predicted within 0.03 nats (the sweep spans about 1.3 nats); train-to-test, within 0.1."""
@@ -70,6 +81,7 @@ def test_loss_to_loss_extrapolates_20x_in_compute():
     assert len(t2x) == 4 and max(t2x) < 0.1, errors
 
 
+@needs_loss_to_loss
 def test_cli_fit_with_where_reproduces_a_published_pair(tmp_path):
     pub = _published("FineWeb-Edu->StarCoder")
     out = tmp_path / "fit.json"
@@ -111,6 +123,7 @@ def _chinchilla_runs() -> dict[str, np.ndarray]:
     return kept
 
 
+@needs_chinchilla
 @pytest.mark.slow
 def test_chinchilla_refit_matches_the_replication_not_eq10():
     """With Hoffmann's procedure our fit lands on the replication's coefficients (grid fit to 0.5%; the paper's
@@ -142,6 +155,7 @@ def test_chinchilla_refit_matches_the_replication_not_eq10():
     assert err["ours"] < err["eq10"] / 2, err
 
 
+@needs_chinchilla
 @pytest.mark.slow
 def test_cli_huber_fit_on_chinchilla_runs(tmp_path):
     out = tmp_path / "fit.json"

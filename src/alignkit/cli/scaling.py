@@ -2,7 +2,7 @@
 
     alignkit scaling list
     alignkit scaling fit --law chinchilla --csv runs.csv --bootstrap 200 --plot fit.png --json fit.json
-    alignkit scaling fit --law llms_on_the_line --csv src/alignkit/scaling/data/llms_on_the_line.csv \
+    alignkit scaling fit --law llms_on_the_line --csv shared/scaling/llms_on_the_line.csv \
         --group-by pretraining_data
     alignkit scaling fit --law loss_to_loss --csv shared/scaling/loss_to_loss.csv \
         --where "pair=FineWeb-Edu->StarCoder" split=sweep --fix E0=1.9669 E1=0.8452
