@@ -140,3 +140,21 @@ def test_num_proc_tokenisation_equals_serial(tok):
     assert serial.examples == par.examples and len(par.examples) == len(rows) - 1
     assert serial.report.to_dict() == par.report.to_dict()
     assert par.report.skipped == ["data row 8: field 'rejected': is missing"]
+
+
+def test_trl_names_for_the_dataset_settings():
+    from alignkit.integrations.trl_config import translate
+    from alignkit.train.config import TrainConfig
+
+    got = translate(
+        {"dataset_name": "org/prefs", "dataset_config": "default", "dataset_train_split": "train_prefs",
+         "dataset_num_proc": 4},
+        "dpo.yaml",
+        set(TrainConfig.field_names()),
+    )  # fmt: skip
+    assert got == {
+        "data": "org/prefs",
+        "dataset_config": "default",
+        "split": "train_prefs",
+        "dataset_num_proc": 4,
+    }
