@@ -158,3 +158,18 @@ def test_trl_names_for_the_dataset_settings():
         "split": "train_prefs",
         "dataset_num_proc": 4,
     }
+
+
+def test_train_on_an_iterable_dataset_and_a_dataset_dict_split(tok):
+    import alignkit as ak
+    from alignkit.engine.tiny import tiny_llama
+
+    kw = dict(objective="dpo", tokenizer=tok, batch_size=3, max_steps=1, progress=False, learning_rate=1e-3)
+    it = datasets.Dataset.from_list(ROWS).to_iterable_dataset()
+    res = ak.train(model=tiny_llama(vocab_size=len(tok), hidden_size=32, seed=1), data=it, **kw)
+    assert res.data_report["rows"] == len(ROWS) and len(res.history) == 1
+    dd = datasets.DatasetDict({"train_prefs": datasets.Dataset.from_list(ROWS[:3])})
+    res = ak.train(
+        model=tiny_llama(vocab_size=len(tok), hidden_size=32, seed=1), data=dd, split="train_prefs", **kw
+    )
+    assert res.data_report["rows"] == 3

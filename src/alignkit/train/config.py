@@ -222,7 +222,8 @@ class TrainConfig:
             elif f.name == "data" and isinstance(v, os.PathLike):
                 v = os.fspath(v)
             elif f.name == "data" and not isinstance(v, str) and v is not None:
-                v = f"<in-memory {type(v).__name__} of {len(v)} rows>"
+                rows = f" of {len(v)} rows" if hasattr(v, "__len__") and not hasattr(v, "keys") else ""
+                v = f"<in-memory {type(v).__name__}{rows}>"  # an IterableDataset has no length, a DatasetDict splits
             elif f.name == "hooks":
                 v = [f"{IN_MEMORY} hook {type(h).__name__}: not re-runnable from YAML>" for h in v]
             elif f.name == "reward_fn" and v is not None:
