@@ -173,3 +173,37 @@ def test_max_prompt_and_completion_length_cut_first(tok):
         assert e.prompt_ids == want and len(e.chosen_ids) == 5 and len(e.rejected_ids) == 4  # " no" + EOS
     rep = _ours(rows, tok, "keep_start", max_prompt_length=4, max_completion_length=5).report
     assert rep.truncated_prompts == 2 and rep.truncated_completions == 1 and rep.truncated_sequences == 0
+
+
+@pytest.mark.parametrize("mode", ["keep_start", "keep_end"])
+def test_sft_sequences_and_labels_are_trls(tok, tmp_path, mode):
+    from trl import SFTConfig, SFTTrainer
+
+    rows = [
+        {
+            "prompt": "P" * 30,
+            "completion": " answer",
+        },  # keep_start: the prompt fills max_length (TRL drops it)
+        {"prompt": "q?", "completion": " " + "c" * 40},  # keep_end: only the completion's end is left
+        {"prompt": "hi", "completion": " yo"},
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        args = SFTConfig(
+            output_dir=str(tmp_path), use_cpu=True, report_to=[], max_length=L, truncation_mode=mode
+        )
+    trainer = SFTTrainer(
+        model=tiny_llama(vocab_size=len(tok), hidden_size=32), args=args, train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+    )  # fmt: skip
+    trl = list(trainer.train_dataset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ours = prepare(
+            rows, mode="sft", tokenizer=tok, max_length=L, truncation_mode=mode, skip_bad_rows=True
+        )
+    assert len(ours.examples) == len(trl) == (2 if mode == "keep_start" else 3)
+    for e, t in zip(ours.examples, trl, strict=True):
+        assert e.prompt_ids + e.completion_ids == t["input_ids"]
+        scored = [0] * len(e.prompt_ids) + [1] * len(e.completion_ids)  # TRL scores labels[1:]
+        assert scored[1:] == [int(x != -100) for x in t["labels"][1:]]
