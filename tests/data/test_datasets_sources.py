@@ -173,3 +173,17 @@ def test_train_on_an_iterable_dataset_and_a_dataset_dict_split(tok):
         model=tiny_llama(vocab_size=len(tok), hidden_size=32, seed=1), data=dd, split="train_prefs", **kw
     )
     assert res.data_report["rows"] == 3
+
+
+def test_cli_hub_data_offline_is_one_line_before_anything_loads(model_dir, tmp_path, capsys, monkeypatch):
+    from alignkit.cli.main import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.time()
+    code = main(["train", "--model", str(model_dir), "--data", "org/prefs", "--split", "train_prefs",
+                 "--output", str(tmp_path / "run")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert (
+        code == 2 and "--data) org/prefs: not a local file or folder" in err and "cannot reach the hub" in err
+    )
+    assert time.time() - t0 < 5 and not (tmp_path / "run").exists()
