@@ -181,9 +181,8 @@ def _folder(path: Path, split: str | None, config: str | None) -> list[Record]:
     name = _split_of(str(path), [str(k) for k in files], split)
     paths = [Path(f) for f in files[name]]
     if all(p.suffix.lower() in (".jsonl", ".json", ".parquet", ".csv", ".tsv") for p in paths):
-        return [
-            rec for p in sorted(paths) for rec in _file(p)
-        ]  # each file read here: errors name file and line
+        # each file read here, so a bad line or row is named by its file and line
+        return [rec for p in sorted(paths) for rec in _file(p)]
     ds = datasets.load_dataset(str(path), name=config, split=name)
     return _rows(f"{path} [{name}]", ds)
 
