@@ -1,9 +1,10 @@
-"""Check where a model comes from before anything slow starts: a local folder that holds a model, or a hub id that
-can be reached now.
+"""Check where a model (or a data set) comes from before anything slow starts: a local folder that holds a model, or
+a hub id that can be reached now.
 
 ``check_model_source("/nonexistent", "--model")`` fails at once naming the flag and the path (instead of after a
 testbed build or a long hub retry); a hub id with no network says "no network: pass a local folder" at once (one
-short connection attempt, or none under ``HF_HUB_OFFLINE=1``).
+short connection attempt, or none under ``HF_HUB_OFFLINE=1``). ``check_data_source`` does the same for training data:
+a local file or folder, or a hub dataset id (``HF_DATASETS_OFFLINE`` counts as offline too).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 _MODEL_FILES = ("config.json", "adapter_config.json")
 
 
-def _offline() -> bool:
+def _offline(*names: str) -> bool:
     return any(
         os.environ.get(v, "").strip().lower() in ("1", "true", "yes")
-        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+        for v in names or ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     )
 
 
@@ -41,13 +42,13 @@ def hub_reachable(host: str = "huggingface.co", port: int = 443, timeout: float 
         return False
 
 
-def _cached(hub_id: str) -> bool:
-    """Whether the hub cache holds this repo already (then offline loading works)."""
+def _cached(hub_id: str, kind: str = "models") -> bool:
+    """Whether the hub cache holds this repo already (then offline loading works); ``kind``: models / datasets."""
     try:
         from huggingface_hub.constants import HF_HUB_CACHE
     except ImportError:  # pragma: no cover
         return False
-    return (Path(HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}").is_dir()
+    return (Path(HF_HUB_CACHE) / f"{kind}--{hub_id.replace('/', '--')}").is_dir()
 
 
 def _check_safetensors(folder: Path, what: str) -> None:
@@ -91,4 +92,40 @@ def check_model_source(spec: Any, what: str = "--model") -> str:
         )
     if not hub_reachable():
         raise NoNetworkError(f"{what} {text}: not a local folder and no network: pass a local folder")
+    return "hub"
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """``org/name`` or ``name`` that is not a path and not a data file name (``train.jsonl``)."""
+    looks_local = text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1
+    return not looks_local and bool(_HUB_ID.match(text)) and not text.lower().endswith(DATA_SUFFIXES)
+
+
+def check_data_source(spec: Any, what: str = "--data") -> str:
+    """``"local"`` for an existing file or folder, ``"hub"`` for a hub dataset id that is cached or reachable now,
+    ``"object"`` for rows in memory; otherwise :class:`~alignkit.errors.InputPathError` (no such file) or
+    :class:`~alignkit.errors.NoNetworkError` (a hub id with the hub off or out of reach: at once, not after
+    ``datasets``' retries), naming ``what``."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return "object"
+    text = os.fspath(spec)
+    if Path(text).exists():
+        return "local"
+    if not looks_like_hub_id(text):
+        raise InputPathError(f"{what} {text}: no such file or folder")
+    if _cached(text, "datasets"):
+        return "hub"
+    if _offline("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        raise NoNetworkError(
+            f"{what} {text}: not a local file or folder, and this machine cannot reach the hub (HF_HUB_OFFLINE / "
+            "HF_DATASETS_OFFLINE is set): pass a local file or a save_to_disk folder"
+        )
+    if not hub_reachable():
+        raise NoNetworkError(
+            f"{what} {text}: not a local file or folder, and this machine cannot reach the hub (no network): "
+            "pass a local file or a save_to_disk folder"
+        )
     return "hub"

@@ -104,7 +104,7 @@ def test_pretokenised_unpaired_and_sft_and_kl(tok):
         (
             {"prompt": "x" * 50, "chosen": "a", "rejected": "b"},
             "paired",
-            "field 'prompt': is 51 tokens, longer",
+            "field 'prompt': is 51 tokens, filling max_length=20",
         ),
         ({"messages": [{"role": "user"}]}, "sft", "needs string 'role' and 'content'"),
     ],
@@ -113,11 +113,11 @@ def test_bad_rows_name_file_row_and_field(tmp_path, tok, row, mode, message):
     good = {"prompt": "a", "chosen": "b", "rejected": "c", "completion": "d", "label": True}
     f = _write_jsonl(tmp_path / "train.jsonl", [good, row])
     with pytest.raises(DataError) as info:
-        prepare(f, mode=mode, tokenizer=tok, max_prompt_length=20)
+        prepare(f, mode=mode, tokenizer=tok, max_length=20)
     text = str(info.value)
     assert f"{f} row 2: " in text and message in text
     with pytest.warns(UserWarning, match="skipped 1 bad row"):
-        out = prepare(f, mode=mode, tokenizer=tok, max_prompt_length=20, skip_bad_rows=True)
+        out = prepare(f, mode=mode, tokenizer=tok, max_length=20, skip_bad_rows=True)
     assert len(out.report.skipped) == 1 and out.report.rows == 2
 
 
@@ -140,4 +140,9 @@ def test_truncation_counted(tok):
     with pytest.warns(UserWarning):
         end = prepare(rows, mode="paired", tokenizer=tok, max_length=20, truncation_mode="keep_end")
     e = end.examples[0]
-    assert len(e.prompt_ids) == 1 and e.prompt_ids == tok("abc")["input_ids"][-1:] and len(e.chosen_ids) == 19
+    # per sequence, as TRL: the chosen sequence is the last 20 tokens of prompt + chosen (its first token stands
+    # as the prompt), the rejected one (6 tokens) keeps its whole prompt
+    p, c = tok("abc")["input_ids"], tok("abc" + "x" * 20)["input_ids"][4:] + [tok.eos_token_id]
+    assert e.prompt_ids + e.chosen_ids == (p + c)[-20:] and len(e.prompt_ids) == 1 and len(e.chosen_ids) == 19
+    assert e.rejected_prompt_ids == p and e.rejected_prompt == p
+    assert end.report.truncated_sequences == 1 and end.report.truncated_prompts == 1

@@ -57,9 +57,9 @@ def test_an_unsupported_trl_field_is_named(model_dir, pairs, tmp_path, capsys):
     path = _trl_yaml(tmp_path, model_dir, pairs, report_to=["wandb"])
     assert cli(["train", "--config", str(path)]) == 2
     assert "report_to ['wandb'] is not supported" in capsys.readouterr().err
-    path = _trl_yaml(tmp_path, model_dir, pairs, dataset_train_split="train_prefs", foo=1)
+    path = _trl_yaml(tmp_path, model_dir, pairs, dataset_text_field="text", foo=1)
     assert cli(["train", "--config", str(path)]) == 2
-    assert "unknown config field 'dataset_train_split'" in capsys.readouterr().err
+    assert "unknown config field 'dataset_text_field'" in capsys.readouterr().err
 
 
 def test_trl_flag_names_in_both_forms(model_dir, pairs, tmp_path):

@@ -11,10 +11,15 @@ Formats (TRL's):
   ``prompt_ids``/``completion_ids``, or paired rows (prompt + chosen);
 * online: ``prompt`` or ``prompt_ids``.
 
-Prompt and completion are tokenised separately and joined, so no token straddles the boundary. A prompt longer
-than its budget is an error (never silently cut); sequences longer than ``max_length`` are truncated
-(``keep_start``: the completion's end is cut; ``keep_end``: the prompt's start is cut, keeping at least one
-prompt token) and counted.
+Prompt and completion are tokenised as TRL 1.16 does (``prompt`` alone and ``prompt + completion`` jointly, cut
+where they diverge). Truncation follows TRL 1.16 too, per sequence: each ``prompt + completion`` longer than
+``max_length`` keeps its first (``keep_start``) or last (``keep_end``) ``max_length`` tokens, so under ``keep_end``
+the chosen and rejected sequences of a pair may keep different amounts of the prompt
+(``Example.rejected_prompt_ids``). Under ``keep_start`` a prompt that fills ``max_length`` leaves no completion
+token: TRL drops such rows, alignkit reports them as bad rows (``--skip-bad-rows`` skips them, as TRL does).
+``max_prompt_length`` / ``max_completion_length`` (off by default; TRL 1.16's DPO has neither) cut the prompt
+(its start under ``keep_end``, else its end) and the completion (its end) first, as TRL < 0.20 did. Every cut is
+counted in ``DataReport`` (data_report.json).
 """
 
 from __future__ import annotations
@@ -62,6 +67,14 @@ class Example:
     kl_completion_ids: list[int] | None = None  # unpaired: a mismatched completion (KTO's KL estimate)
     extras: dict[str, Any] = field(default_factory=dict)  # per-row data columns an objective declares
     target_mask: list[int] | None = None  # SFT: 1 on the completion tokens to train on (None: all of them)
+    # paired, truncation_mode="keep_end": the rejected sequence's prompt when it kept a different part of the
+    # prompt than the chosen one (TRL truncates each sequence on its own); None: the same as ``prompt_ids``
+    rejected_prompt_ids: list[int] | None = None
+
+    @property
+    def rejected_prompt(self) -> list[int]:
+        """The prompt the rejected completion follows (``prompt_ids`` unless truncation cut it differently)."""
+        return self.prompt_ids if self.rejected_prompt_ids is None else self.rejected_prompt_ids
 
     def n_targets(self) -> int:
         """Tokens this example's loss is averaged over (its completion, or the chosen one)."""
@@ -70,17 +83,38 @@ class Example:
         return len(self.completion_ids or self.chosen_ids or [])
 
 
+_COUNTS = (
+    "rows", "examples", "truncated", "truncated_tokens", "truncated_sequences", "truncated_prompts",
+    "truncated_completions", "implicit_prompts", "split_pairs", "prompt_token_cuts",
+)  # fmt: skip
+
+
 @dataclass
 class DataReport:
+    """What preparation did. ``truncated``: examples with any token cut (``truncated_tokens`` in all);
+    ``truncated_sequences``: prompt+completion sequences cut to ``max_length``; ``truncated_prompts`` /
+    ``truncated_completions``: sequences whose prompt / completion lost tokens (to ``max_length``,
+    ``max_prompt_length`` or ``max_completion_length``)."""
+
     rows: int = 0
     examples: int = 0
     skipped: list[str] = field(default_factory=list)
     truncated: int = 0
     truncated_tokens: int = 0
+    truncated_sequences: int = 0
+    truncated_prompts: int = 0
+    truncated_completions: int = 0
     implicit_prompts: int = 0
     split_pairs: int = 0
     prompt_token_cuts: int = 0  # rows whose prompt tokens were not a prefix of prompt+completion (TRL's rule)
     identical_pairs: list[str] = field(default_factory=list)  # rows whose chosen and rejected tokenise alike
+
+    def add(self, other: DataReport) -> None:
+        """Add ``other``'s counts and rows to this report (one row's report into the whole data's)."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped += other.skipped
+        self.identical_pairs += other.identical_pairs
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +124,9 @@ class DataReport:
             "skipped_reasons": self.skipped,
             "truncated": self.truncated,
             "truncated_tokens": self.truncated_tokens,
+            "truncated_sequences": self.truncated_sequences,
+            "truncated_prompts": self.truncated_prompts,
+            "truncated_completions": self.truncated_completions,
             "implicit_prompts": self.implicit_prompts,
             "split_pairs": self.split_pairs,
             "prompt_token_cuts": self.prompt_token_cuts,
@@ -388,43 +425,186 @@ def _sft(
     return (*_single(rec, tk, report), None)
 
 
+@dataclass(frozen=True)
+class _Limits:
+    max_length: int | None
+    max_prompt_length: int | None
+    max_completion_length: int | None
+    mode: str  # truncation_mode
+
+
 def _fit(
-    prompt: list[int],
-    completions: list[list[int]],
-    max_length: int | None,
-    max_prompt_length: int | None,
-    mode: str,
-    report: DataReport,
-) -> tuple[list[int], list[list[int]]]:
-    budget = max_prompt_length
-    if max_length is not None:
-        budget = min(budget, max_length - 1) if budget is not None else max_length - 1
-    if budget is not None and len(prompt) > budget:
-        raise _Bad(
-            "prompt",
-            f"is {len(prompt)} tokens, longer than the prompt budget of {budget} "
-            "(max_prompt_length, and max_length - 1 so one completion token fits)",
-        )
-    if max_length is None or not completions:
-        return prompt, completions
-    longest = max(len(prompt) + len(c) for c in completions)
-    if longest <= max_length:
-        return prompt, completions
-    cut = 0
-    if mode == "keep_end":
-        drop = min(longest - max_length, len(prompt) - 1)
-        prompt = prompt[drop:]
-        cut += drop
-    out = []
-    for c in completions:
-        room = max_length - len(prompt)
-        if len(c) > room:
-            cut += len(c) - room
-            c = c[:room]
-        out.append(c)
-    report.truncated += 1
+    prompt: list[int], comp: list[int], mask: list[int] | None, lim: _Limits, report: DataReport
+) -> tuple[list[int], list[int], list[int] | None, int]:
+    """One ``prompt + completion`` sequence cut as TRL 1.16 cuts it (``DataCollatorForPreference`` /
+    ``SFTTrainer``: ``seq[:max_length]`` under ``keep_start``, ``seq[-max_length:]`` under ``keep_end``), after the
+    optional ``max_prompt_length`` / ``max_completion_length`` cuts. Returns the kept prompt, completion, mask and
+    the number of tokens removed, and counts them in ``report``. Under ``keep_end`` a cut past the prompt's end
+    leaves the window's first token as the prompt: it is never predicted, in TRL's batch either (the loss scores
+    tokens 1.. of a sequence), so the scored tokens are TRL's."""
+    cut = cut_p = cut_c = 0
+    if lim.max_prompt_length is not None and len(prompt) > lim.max_prompt_length:
+        n = len(prompt) - lim.max_prompt_length
+        prompt = prompt[n:] if lim.mode == "keep_end" else prompt[: lim.max_prompt_length]
+        cut_p += n
+    if lim.max_completion_length is not None and len(comp) > lim.max_completion_length:
+        cut_c += len(comp) - lim.max_completion_length
+        comp = comp[: lim.max_completion_length]
+        mask = mask[: lim.max_completion_length] if mask is not None else None
+    L = lim.max_length
+    over = len(prompt) + len(comp) - L if L is not None else 0
+    if over > 0:
+        report.truncated_sequences += 1
+        if lim.mode == "keep_start":
+            if len(prompt) >= L:
+                raise _Bad(
+                    "prompt",
+                    f"is {len(prompt)} tokens, filling max_length={L}: with truncation_mode keep_start no "
+                    "completion token is left to train on (TRL drops such rows; --skip-bad-rows skips them, or "
+                    "raise --max-length, or pass --max-prompt-length to cut prompts)",
+                )
+            room = L - len(prompt)
+            comp, mask = comp[:room], (mask[:room] if mask is not None else None)
+            cut_c += over
+        elif over < len(prompt):
+            prompt = prompt[over:]
+            cut_p += over
+        else:  # the whole prompt and the completion's start go; the window's first token stands as the prompt
+            k = over - len(prompt)
+            cut_p += len(prompt)
+            cut_c += k
+            prompt, comp = comp[k : k + 1], comp[k + 1 :]
+            mask = mask[k + 1 :] if mask is not None else None
+    report.truncated_prompts += cut_p > 0
+    report.truncated_completions += cut_c > 0
+    cut = cut_p + cut_c
     report.truncated_tokens += cut
-    return prompt, out
+    return prompt, comp, mask, cut
+
+
+def _fit_prompt(prompt: list[int], lim: _Limits, report: DataReport) -> list[int]:
+    """An online prompt: ``max_prompt_length`` as for the others; it must leave room for one generated token
+    within ``max_length`` (``keep_end`` keeps its last ``max_length - 1`` tokens, ``keep_start`` refuses it)."""
+    n0 = len(prompt)
+    if lim.max_prompt_length is not None and len(prompt) > lim.max_prompt_length:
+        n = len(prompt) - lim.max_prompt_length
+        prompt = prompt[n:] if lim.mode == "keep_end" else prompt[: lim.max_prompt_length]
+    if lim.max_length is not None and len(prompt) >= lim.max_length:
+        if lim.mode == "keep_start":
+            raise _Bad(
+                "prompt",
+                f"is {len(prompt)} tokens, filling max_length={lim.max_length}: no room to generate a completion",
+            )
+        prompt = prompt[len(prompt) - lim.max_length + 1 :]
+    if len(prompt) < n0:
+        report.truncated_prompts += 1
+        report.truncated_tokens += n0 - len(prompt)
+        report.truncated += 1
+    return prompt
+
+
+@dataclass(frozen=True)
+class _Settings:
+    mode: str
+    lim: _Limits
+    assistant_turns: str
+    extra_columns: Callable[[dict[str, Any]], dict[str, Any]] | None
+
+
+def _row(
+    rec: Record, tk: _Tok, st: _Settings
+) -> tuple[list[Example], list[list[int]], DataReport, str | None]:
+    """One row -> its examples, the untruncated completions of unpaired examples (KTO's KL pairs them with other
+    prompts and truncates afresh, as TRL does), the row's report, and its problem (``None`` when good)."""
+    report = DataReport()
+    mode, lim = st.mode, st.lim
+    out: list[Example] = []
+    full: list[list[int]] = []
+    try:
+        extras = {}
+        if st.extra_columns is not None:
+            try:
+                extras = st.extra_columns(rec.fields)
+            except ValueError as exc:
+                name = str(exc).split("'")[1] if str(exc).startswith("field '") else "?"
+                raise _Bad(name, str(exc).split(": ", 1)[-1]) from None
+        cut = 0
+        if mode == "paired":
+            p, c, r = _paired(rec, tk, report)
+            pc, c, _, n1 = _fit(p, c, None, lim, report)
+            pr, r, _, n2 = _fit(p, r, None, lim, report)
+            cut = n1 + n2
+            if c == r and pc == pr:  # no preference to learn: the pair's loss gradient is zero
+                report.identical_pairs.append(rec.where)
+            out.append(
+                Example(
+                    pc,
+                    chosen_ids=c,
+                    rejected_ids=r,
+                    where=rec.where,
+                    rejected_prompt_ids=pr if pr != pc else None,
+                )
+            )
+        elif mode == "unpaired":
+            if "label" not in rec.fields and ("chosen" in rec.fields or "chosen_ids" in rec.fields):
+                p, c, r = _paired(rec, tk, report)
+                report.split_pairs += 1
+                items = [(c, True), (r, False)]
+            else:
+                p, c = _single(rec, tk, report)
+                lab = _label(_get(rec, "label")) if "label" in rec.fields or not extras else None
+                items = [(c, lab)]
+            for comp, lab in items:
+                pp, cc, _, n = _fit(p, comp, None, lim, report)
+                cut += n
+                full.append(comp)
+                out.append(Example(pp, completion_ids=cc, label=lab, where=rec.where))
+        elif mode == "sft":
+            p, c, m = _sft(rec, tk, report, st.assistant_turns)
+            p, c, m, cut = _fit(p, c, m, lim, report)
+            if m is not None and not any(m):
+                raise _Bad("messages", "no assistant token is left after truncation to max_length")
+            out.append(Example(p, completion_ids=c, where=rec.where, target_mask=m))
+        else:  # online
+            if "prompt_ids" in rec.fields:
+                p = _ids("prompt_ids", _get(rec, "prompt_ids"), tk.vocab)
+            else:
+                p = tk.prompt("prompt", _get(rec, "prompt"))
+            out.append(Example(_fit_prompt(p, lim, report), where=rec.where))
+        report.truncated += cut > 0
+    except _Bad as exc:
+        return [], [], DataReport(), f"{rec.where}: {exc}"
+    for ex in out:
+        ex.extras = dict(extras)
+    return out, full, report, None
+
+
+def _run_rows(
+    records: list[Record], tk: _Tok, st: _Settings, num_proc: int | None
+) -> list[tuple[list[Example], list[list[int]], DataReport, str | None]]:
+    """``_row`` over every record: in this process, or through ``datasets.Dataset.map(num_proc=...)`` (the same
+    function on shards of the row indices in worker processes; results come back in row order)."""
+    if not num_proc or num_proc < 2 or len(records) < 2:
+        return [_row(rec, tk, st) for rec in records]
+    import pickle
+
+    import datasets
+
+    def work(batch: dict[str, list[int]]) -> dict[str, list[bytes]]:
+        # our own in-memory results between this process and its workers (never read from a user's file)
+        return {"r": [pickle.dumps(_row(records[i], tk, st)) for i in batch["i"]]}
+
+    ds = datasets.Dataset.from_dict({"i": list(range(len(records)))})
+    done = ds.map(
+        work,
+        batched=True,
+        batch_size=max(1, min(1000, len(records) // num_proc)),
+        num_proc=min(num_proc, len(records)),
+        remove_columns=["i"],
+        desc="Tokenizing",
+        load_from_cache_file=False,
+    )
+    return [pickle.loads(b) for b in done["r"]]  # noqa: S301 - written by _row above, in this run
 
 
 def prepare(
@@ -433,7 +613,8 @@ def prepare(
     mode: str,
     tokenizer: Any = None,
     max_length: int | None = 1024,
-    max_prompt_length: int | None = 512,
+    max_prompt_length: int | None = None,
+    max_completion_length: int | None = None,
     truncation_mode: str = "keep_start",
     skip_bad_rows: bool = False,
     vocab_size: int | None = None,
@@ -441,19 +622,23 @@ def prepare(
     extra_columns: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     kl_group: int | None = None,
     assistant_turns: str = "all",
+    num_proc: int | None = None,
 ) -> Prepared:
     """Read, validate and tokenise ``data`` for ``mode`` (``sft``, ``paired``, ``unpaired``, ``online``).
 
     Every bad row raises :class:`DataError` (all problems listed) unless ``skip_bad_rows``, which warns with the
-    count and reasons (also in ``report.skipped``). ``with_kl`` gives each unpaired example a mismatched KL
+    count and reasons (also in ``report.skipped``). Sequences longer than ``max_length`` are truncated as TRL 1.16
+    does (see the module docstring) and counted. ``with_kl`` gives each unpaired example a mismatched KL
     completion as TRL's KTOTrainer does: the completions of each chunk of ``kl_group`` rows (data order) rotated
-    by one, so example i gets example i-1's completion (the first of a chunk gets its last).
+    by one, so example i gets example i-1's completion (the first of a chunk gets its last), truncated with the
+    example's prompt to ``max_length`` (TRL's KTO collator cuts the KL sequence on its own).
     ``assistant_turns`` (SFT ``messages``): ``"all"`` trains every assistant turn of the conversation (the
     prompt is what precedes the first one; later user turns are context, masked out of the loss — TRL's
     ``assistant_only_loss``), ``"last"`` only the final message. ``extra_columns(fields)`` reads
     a row's extra columns (an objective's declared fields, ``alignkit.train.fields``) into ``Example.extras``;
-    it raises ``ValueError("field 'x': ...")`` on a bad value, reported with the file and row. ``data`` may also
-    be the ``Record`` list :func:`alignkit.data.loading.load_records` returned.
+    it raises ``ValueError("field 'x': ...")`` on a bad value, reported with the file and row. ``num_proc`` > 1
+    tokenises through ``datasets.Dataset.map(num_proc=...)`` (TRL's ``dataset_num_proc``): the same token ids as
+    the serial path. ``data`` may also be the ``Record`` list :func:`alignkit.data.loading.load_records` returned.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
@@ -463,6 +648,12 @@ def prepare(
         raise ValueError(f"truncation_mode must be 'keep_start' or 'keep_end'; got {truncation_mode!r}")
     if max_length is not None and max_length < 2:
         raise ValueError(f"max_length must be >= 2; got {max_length}")
+    for name, v in (
+        ("max_prompt_length", max_prompt_length),
+        ("max_completion_length", max_completion_length),
+    ):
+        if v is not None and v < 1:
+            raise ValueError(f"{name} must be >= 1; got {v}")
     if isinstance(data, list) and data and all(isinstance(r, Record) for r in data):
         records = data
     else:
@@ -471,56 +662,19 @@ def prepare(
     if vocab_size is None and tokenizer is not None:
         vocab_size = len(tokenizer)
     tk = _Tok(tokenizer, vocab_size)
+    lim = _Limits(max_length, max_prompt_length, max_completion_length, truncation_mode)
+    st = _Settings(mode, lim, assistant_turns, extra_columns)
     examples: list[Example] = []
+    fulls: list[list[int]] = []
     problems: list[str] = []
-    for rec in records:
-        n_before = len(examples)
-        try:
-            extras = {}
-            if extra_columns is not None:
-                try:
-                    extras = extra_columns(rec.fields)
-                except ValueError as exc:
-                    name = str(exc).split("'")[1] if str(exc).startswith("field '") else "?"
-                    raise _Bad(name, str(exc).split(": ", 1)[-1]) from None
-            if mode == "paired":
-                p, c, r = _paired(rec, tk, report)
-                p, (c, r) = _fit(p, [c, r], max_length, max_prompt_length, truncation_mode, report)
-                if c == r:  # no preference to learn: the pair's loss gradient is zero
-                    report.identical_pairs.append(rec.where)
-                examples.append(Example(p, chosen_ids=c, rejected_ids=r, where=rec.where))
-            elif mode == "unpaired":
-                if "label" not in rec.fields and ("chosen" in rec.fields or "chosen_ids" in rec.fields):
-                    p, c, r = _paired(rec, tk, report)
-                    report.split_pairs += 1
-                    for comp, lab in ((c, True), (r, False)):
-                        pp, (cc,) = _fit(p, [comp], max_length, max_prompt_length, truncation_mode, report)
-                        examples.append(Example(pp, completion_ids=cc, label=lab, where=rec.where))
-                else:
-                    p, c = _single(rec, tk, report)
-                    lab = _label(_get(rec, "label")) if "label" in rec.fields or not extras else None
-                    p, (c,) = _fit(p, [c], max_length, max_prompt_length, truncation_mode, report)
-                    examples.append(Example(p, completion_ids=c, label=lab, where=rec.where))
-            elif mode == "sft":
-                p, c, m = _sft(rec, tk, report, assistant_turns)
-                p, (c,) = _fit(p, [c], max_length, max_prompt_length, truncation_mode, report)
-                if m is not None:
-                    m = m[: len(c)]
-                    if not any(m):
-                        raise _Bad("messages", "no assistant token is left after truncation to max_length")
-                examples.append(Example(p, completion_ids=c, where=rec.where, target_mask=m))
-            else:  # online
-                if "prompt_ids" in rec.fields:
-                    p = _ids("prompt_ids", _get(rec, "prompt_ids"), tk.vocab)
-                else:
-                    p = tk.prompt("prompt", _get(rec, "prompt"))
-                p, _ = _fit(p, [], max_length, max_prompt_length, truncation_mode, report)
-                examples.append(Example(p, where=rec.where))
-        except _Bad as exc:
-            problems.append(f"{rec.where}: {exc}")
+    for exs, full, rep, problem in _run_rows(records, tk, st, num_proc):
+        if problem is not None:
+            problems.append(problem)
             continue
-        for ex in examples[n_before:]:
-            ex.extras = dict(extras)
+        examples += exs
+        fulls += full
+        report.add(rep)
+    report.rows = len(records)
     if problems and not skip_bad_rows:
         raise DataError(problems)
     if problems:
@@ -552,13 +706,20 @@ def prepare(
     if with_kl and mode == "unpaired":
         # TRL's KTO: completions rotated by +1 within each chunk of ``kl_group`` rows (its per-device batch size),
         # in data order: (x_1, y_n), (x_2, y_1), ..., (x_n, y_{n-1}); one chunk = the whole data without a group.
+        # The KL sequence is the example's prompt + the other's whole completion, cut to max_length on its own.
         n = len(examples)
         group = kl_group or n
         for start in range(0, n, group):
             chunk = examples[start : start + group]
-            comps = [e.completion_ids for e in chunk]
+            comps = fulls[start : start + group]
             for j, ex in enumerate(chunk):
-                ex.kl_completion_ids = comps[j - 1]
+                kl = comps[j - 1]
+                if max_completion_length is not None:
+                    kl = kl[:max_completion_length]
+                room = max_length - len(ex.prompt_ids) if max_length is not None else len(kl)
+                if len(kl) > room:
+                    kl = kl[-room:] if truncation_mode == "keep_end" else kl[:room]
+                ex.kl_completion_ids = kl
     if report.prompt_token_cuts:
         warnings.warn(
             f"{report.prompt_token_cuts} row(s): the tokenised prompt is not a prefix of the tokenised prompt + "
@@ -568,8 +729,10 @@ def prepare(
         )
     if report.truncated:
         warnings.warn(
-            f"truncated {report.truncated} example(s) to max_length={max_length} ({truncation_mode}); "
-            f"{report.truncated_tokens} tokens cut",
+            f"truncated {report.truncated} example(s) to max_length={max_length} ({truncation_mode}): "
+            f"{report.truncated_sequences} sequence(s), {report.truncated_prompts} prompt(s), "
+            f"{report.truncated_completions} completion(s), {report.truncated_tokens} tokens cut "
+            "(counted in data_report.json)",
             stacklevel=2,
         )
     report.examples = len(examples)

@@ -19,7 +19,7 @@ def paired_inputs(
     examples: Sequence[Example], pad: int, device: torch.device
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One tensor over chosen (first B rows) then rejected (last B rows): one forward for both."""
-    prompts = [e.prompt_ids for e in examples] * 2
+    prompts = [e.prompt_ids for e in examples] + [e.rejected_prompt for e in examples]
     comps = [e.chosen_ids for e in examples] + [e.rejected_ids for e in examples]
     return join(prompts, comps, pad, device)
 

@@ -65,13 +65,24 @@ class Layouter:
         return Layout(prompts, completions, padded=padded)
 
     def pairs(
-        self, prompts: Sequence[list[int]], chosen: Sequence[list[int]], rejected: Sequence[list[int]]
+        self,
+        prompts: Sequence[list[int]],
+        chosen: Sequence[list[int]],
+        rejected: Sequence[list[int]],
+        rejected_prompts: Sequence[list[int]] | None = None,
     ) -> Layout:
-        """Rows ``0..B-1`` chosen, ``B..2B-1`` rejected (one forward for both)."""
-        p2 = [list(p) for p in prompts] * 2
+        """Rows ``0..B-1`` chosen, ``B..2B-1`` rejected (one forward for both). ``rejected_prompts``: the rejected
+        rows' prompts where truncation (``keep_end``, per sequence as TRL) left them different from the chosen's
+        (then no prompt is shared in packing)."""
+        p2 = [list(p) for p in prompts] + [list(p) for p in (rejected_prompts or prompts)]
         comps = [list(c) for c in chosen] + [list(r) for r in rejected]
         if self.packing:
-            packed = pack_pairs(prompts, chosen, rejected, self.device, shared_prompt=self.shared_prompt)
+            same = p2[: len(prompts)] == p2[len(prompts) :]
+            packed = (
+                pack_pairs(prompts, chosen, rejected, self.device, shared_prompt=self.shared_prompt)
+                if same
+                else pack_sequences(p2, comps, self.device)
+            )
             if self._pays(packed, p2, comps):
                 return Layout(p2, comps, packed=packed)
         return Layout(p2, comps, padded=join(p2, comps, self.pad, self.device))

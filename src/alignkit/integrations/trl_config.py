@@ -21,6 +21,7 @@ RENAMES: dict[str, str] = {
     "num_train_epochs": "epochs",
     "lr_scheduler_type": "lr_scheduler",
     "dataset_name": "data",
+    "dataset_train_split": "split",
     "padding_free": "packing",
     "use_peft": "lora",
     "ref_model_name_or_path": "ref_model",

@@ -63,7 +63,9 @@ class TrainConfig:
     model: Any = _f(None, "model folder (any AutoModelForCausalLM), hub id, or an in-memory model (Python)")
     tokenizer: Any = _f(None, "tokenizer folder (default: the model's)")
     data: Any = _f(
-        None, "JSONL / JSON / Parquet / CSV file or a save_to_disk folder (Python: also a list of rows)"
+        None,
+        "JSONL / JSON / Parquet / CSV file, a save_to_disk folder, a folder of data files, or a hub dataset id "
+        "(Python: also a list of rows, a Dataset or an IterableDataset)",
     )
     output_dir: str | None = _f(
         None,
@@ -94,11 +96,31 @@ class TrainConfig:
     adam_betas: tuple[float, float] = _f((0.9, 0.999), "AdamW betas (two numbers in [0, 1))", ge=0, lt=1)
     max_grad_norm: float | None = _f(1.0, "gradient clipping norm (0 or none: no clipping)", ge=0)
     max_length: int | None = _f(
-        1024, "max prompt+completion tokens (longer completions are cut, counted)", ge=2
+        1024,
+        "max prompt+completion tokens; each longer sequence is cut as TRL 1.16 cuts it (counted in "
+        "data_report.json)",
+        ge=2,
     )
-    max_prompt_length: int | None = _f(512, "max prompt tokens (longer prompts are errors)", ge=1)
+    max_prompt_length: int | None = _f(
+        None, "cut prompts to this many tokens first (off: TRL 1.16 has no prompt limit)", ge=1
+    )
+    max_completion_length: int | None = _f(
+        None, "cut completions to this many tokens first (off: TRL 1.16's DPO has no completion limit)", ge=1
+    )
     truncation_mode: str = _f(
-        "keep_start", "which end of a too-long example to keep", choices=TRUNCATION_MODES
+        "keep_start",
+        "which end of a too-long sequence to keep (per sequence, as TRL)",
+        choices=TRUNCATION_MODES,
+    )
+    dataset_config: str | None = _f(
+        None, "the dataset's configuration name (load_dataset's name=) for a hub id or a dataset folder"
+    )
+    split: str | None = _f(
+        None,
+        "the split to train on, for a DatasetDict folder or a hub id (default: train); TRL's dataset_train_split",
+    )
+    dataset_num_proc: int | None = _f(
+        None, "processes for tokenising (datasets.map num_proc; the same token ids as one process)", ge=1
     )
     lora: bool = _f(False, "train LoRA adapters (peft) instead of all weights")
     lora_r: int = _f(8, "LoRA rank", ge=1)
@@ -200,7 +222,8 @@ class TrainConfig:
             elif f.name == "data" and isinstance(v, os.PathLike):
                 v = os.fspath(v)
             elif f.name == "data" and not isinstance(v, str) and v is not None:
-                v = f"<in-memory {type(v).__name__} of {len(v)} rows>"
+                rows = f" of {len(v)} rows" if hasattr(v, "__len__") and not hasattr(v, "keys") else ""
+                v = f"<in-memory {type(v).__name__}{rows}>"  # an IterableDataset has no length, a DatasetDict splits
             elif f.name == "hooks":
                 v = [f"{IN_MEMORY} hook {type(h).__name__}: not re-runnable from YAML>" for h in v]
             elif f.name == "reward_fn" and v is not None:

@@ -54,6 +54,7 @@ _NOT_IDENTITY = frozenset(
         "cache_dir",
         "ref_batch_size",
         "distributed",  # DDP, FSDP and one process train the same trajectory
+        "dataset_num_proc",  # tokenising in N processes gives the same token ids
         "model",
         "data",
     }

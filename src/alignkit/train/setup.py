@@ -224,7 +224,7 @@ def fill_reference_cache(
     pairs: list[tuple[list[int], list[int]]] = []
     for e in examples:
         if mode == "paired":
-            pairs += [(e.prompt_ids, e.chosen_ids), (e.prompt_ids, e.rejected_ids)]
+            pairs += [(e.prompt_ids, e.chosen_ids), (e.rejected_prompt, e.rejected_ids)]
         else:
             pairs.append((e.prompt_ids, e.completion_ids))
             if e.kl_completion_ids is not None:

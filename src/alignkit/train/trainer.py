@@ -29,7 +29,7 @@ from alignkit.engine.reference import Reference
 from alignkit.errors import UserError
 from alignkit.optim import build_optimizer, needs_closure
 from alignkit.registry import Objective, get
-from alignkit.sources import check_model_source
+from alignkit.sources import check_data_source, check_model_source
 from alignkit.train import distributed as D
 from alignkit.train import setup as S
 from alignkit.train.checkpoint import (
@@ -132,6 +132,7 @@ class _Trainer:
                 check_model_source(
                     spec, what
                 )  # a missing folder or an unreachable hub id fails now, in one line
+        check_data_source(cfg.data, "data (--data)")
         self.identity = run_identity(cfg)
         if (
             cfg.output_dir and rank == 0
@@ -264,8 +265,9 @@ class _Trainer:
     def _data(self, tokenizer: Any, vocab: int) -> tuple[list[Example], Any, FieldPlan]:
         """Read the rows once, plan the objective's fields against their columns, tokenise."""
         cfg, mode = self.cfg, self.mode
-        data = S.ptst_train_rows(cfg.data, mode, tokenizer) if cfg.ptst else cfg.data
-        records = load_records(data)
+        records = load_records(cfg.data, split=cfg.split, config=cfg.dataset_config)
+        if cfg.ptst:
+            records = load_records(S.ptst_train_rows(records, mode, tokenizer))
         columns = set.intersection(*(set(r.fields) for r in records)) if records else set()
         plan = plan_fields(self.obj, self.hp, mode=mode, columns=columns, online=mode == "online")
         if "objective_ids" in plan.columns:
@@ -276,7 +278,9 @@ class _Trainer:
             tokenizer=tokenizer,
             max_length=cfg.max_length,
             max_prompt_length=cfg.max_prompt_length,
+            max_completion_length=cfg.max_completion_length,
             truncation_mode=cfg.truncation_mode,
+            num_proc=cfg.dataset_num_proc,
             skip_bad_rows=cfg.skip_bad_rows,
             vocab_size=vocab,
             with_kl=mode == "unpaired" and plan.wants("kl_logps"),
@@ -474,7 +478,8 @@ class _Trainer:
         used = 0
         for i, e in enumerate(local):
             if e.chosen_ids is not None:
-                n = len(e.prompt_ids) * (1 if shared else 2) + len(e.chosen_ids) + len(e.rejected_ids or [])
+                n = len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids or [])
+                n += 0 if shared and e.rejected_prompt_ids is None else len(e.rejected_prompt)
             else:
                 n = len(e.prompt_ids) + len(e.completion_ids or [])
             if cur and used + n > cfg.token_budget:
@@ -495,8 +500,9 @@ class _Trainer:
         lay = self.layouter
         if self.mode == "paired" or self.online == "pairs":
             layout = lay.pairs(
-                [e.prompt_ids for e in micro], [e.chosen_ids for e in micro], [e.rejected_ids for e in micro]
-            )
+                [e.prompt_ids for e in micro], [e.chosen_ids for e in micro], [e.rejected_ids for e in micro],
+                [e.rejected_prompt for e in micro],
+            )  # fmt: skip
             logps, mask, lss = self._policy(layout)
             batch = build_paired(logps, mask, lss, self.reference.logps(layout))
         elif self.mode == "sft":
