@@ -168,6 +168,7 @@ def plan_fields(
     :mod:`alignkit.train.teacher`)."""
     spec = obj.spec
     required = [f for f in spec.required(hyper_parameters) if f != "ref_logps"]
+    required.sort(key=lambda f: not f.startswith("teacher_"))  # a missing teacher: the refusal named first
     plan = FieldPlan(objective=obj.name)
     supplied: list[str] = []
 
@@ -215,7 +216,7 @@ def _refusal(objective: str, name: str, column: str | None, online: bool) -> str
         how.append(f"add the column '{column}' to every row ({f.column})")
     if name == "rewards" and not online:
         how.append("or train online with a reward function (--reward / reward_fn)")
-    if name.startswith("teacher_"):
+    if name.startswith(("teacher_", "student_")) or name == "mlm_labels":
         how.append(
             "pass --teacher PATH_OR_HUB_ID (TrainConfig.teacher): the trainer computes it once per micro-batch"
         )

@@ -14,6 +14,11 @@ from alignkit.types import LossOutput
 PAPER = "On-Policy Distillation of Language Models: Learning from Self-Generated Mistakes"
 
 
+def _wide(x: Tensor) -> Tensor:
+    """fp64 stays fp64; anything narrower is computed in fp32."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def generalized_jsd(
     student_logits: Tensor, teacher_logits: Tensor, beta: float = 0.5, temperature: float = 1.0
 ) -> Tensor:
@@ -24,8 +29,8 @@ def generalized_jsd(
         raise ValueError(f"beta must be in [0, 1]; got {beta}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive; got {temperature}")
-    log_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    log_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
+    log_s = F.log_softmax(_wide(student_logits) / temperature, dim=-1)
+    log_t = F.log_softmax(_wide(teacher_logits.detach()) / temperature, dim=-1)
     if beta == 0.0:
         return (log_t.exp() * (log_t - log_s)).sum(-1)
     if beta == 1.0:
