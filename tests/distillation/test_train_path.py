@@ -250,3 +250,41 @@ def test_one_teacher_forward_per_micro_batch_even_with_sam(folders):
     ak.train(objective="gkd", model=student, tokenizer=folders["student"], teacher=teacher, data=folders["data"],
              batch_size=2, grad_accum=2, max_steps=3, optimizer="sam", **FAST)  # fmt: skip
     assert calls == {"teacher": 6, "student": 12}  # SAM's second pass: the student again, the teacher's kept
+
+
+DDP_SCRIPT = """
+import json, sys, torch
+torch.set_num_threads(1)
+import alignkit as ak
+student, teacher, data, bs = sys.argv[1:5]
+r = ak.train(objective="distilbert", model=student, teacher=teacher, data=data, max_steps=3, batch_size=int(bs),
+             learning_rate=1e-2, progress=False, tensorboard=False, seed=3)
+import torch.distributed as dist
+if not dist.is_initialized() or dist.get_rank() == 0:
+    print("HIST", json.dumps([h["loss"] for h in r.history]))
+"""
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_equal_one(folders, tmp_path):
+    """The teacher on every rank, the student DDP-wrapped: 2 x 4 rows per step equal 1 x 8 (per-token weights
+    summed over ranks)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}  # fmt: skip
+    args = [folders["student"], folders["teacher"], folders["data"]]
+    runs = []
+    for cmd, bs in (([sys.executable], 8), ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+                                              "2", "--standalone"], 4)):  # fmt: skip
+        p = subprocess.run(
+            [*cmd, str(script), *args, str(bs)], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert p.returncode == 0, p.stderr[-3000:]
+        runs.append(json.loads(p.stdout.split("HIST", 1)[1].strip().splitlines()[0]))
+    assert runs[1] == pytest.approx(runs[0], rel=1e-4), runs

@@ -82,8 +82,7 @@ def resolve_mode(cfg: Any, obj: Objective) -> str | None:
             "(one teacher's logits and hidden states). Call it through the Python API on batches you build."
         )
     if cfg.teacher is None:
-        field = next(f for f in obj.spec.required() if f in TEACHER_FIELDS) if obj.spec.required() else None
-        field = field or "teacher_logits"
+        field = next((f for f in obj.spec.required() if f in TEACHER_FIELDS), "teacher_logits")
         raise UserError(
             f"objective {obj.name!r} needs {field} ({FIELDS[field].doc}): pass --teacher PATH_OR_HUB_ID "
             "(TrainConfig.teacher; TRL: teacher_model_name_or_path)"

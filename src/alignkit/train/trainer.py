@@ -186,6 +186,8 @@ class _Trainer:
             device=device, stack=self.stack,
         )  # fmt: skip
         self.fast["distributed"] = self.dist
+        if self.distiller is not None:
+            self.fast["packing_off"] = "distillation: teacher and student run on padded rows"
         self.fast["dropout_disabled"] = n_dropout if cfg.disable_dropout else 0
         reference = Reference(kind, model if kind == "lora" else ref_model)
         if kind == "cache":
