@@ -76,9 +76,9 @@ def resolve_mode(cfg: Any, obj: Objective) -> str | None:
         return None
     bt = obj.batch_type
     if bt is None or not issubclass(bt, DistillationBatch):
-        name = bt.__name__ if bt is not None else "a mix of batch classes"
+        name = bt.__name__ if bt is not None else "mix of batch classes"
         raise UserError(
-            f"objective {obj.name!r} takes {name}; the trainer's distillation path builds a DistillationBatch "
+            f"objective {obj.name!r} takes a {name}; the trainer's distillation path builds a DistillationBatch "
             "(one teacher's logits and hidden states). Call it through the Python API on batches you build."
         )
     if cfg.teacher is None:
