@@ -51,7 +51,7 @@ NOT_RUN: dict[str, str] = {
 
 #: placeholders of the docs, all replaced by one tiny testbed model folder
 MODEL_PLACEHOLDERS = {"PATH", "DPO", "SFT", "BASE", "M", "A", "B", "ZERO_SHOT", "FINETUNED", "SUB1", "SUB2",
-                      "SUB3", "./my-model"}  # fmt: skip
+                      "SUB3", "./my-model", "STUDENT", "TEACHER"}  # fmt: skip
 
 
 def documented_commands() -> list[tuple[str, str]]:

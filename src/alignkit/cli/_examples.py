@@ -787,9 +787,12 @@ def example(c: Any) -> Example:
     from alignkit.registry import Objective
 
     if isinstance(c, Objective):
+        from alignkit.train.teacher import reads_teacher
+
+        teacher = " --teacher TEACHER" if reads_teacher(c) else ""  # distillation: the teacher's outputs
         return Example(
             objective_snippet(c),
-            f"alignkit train --objective {c.name} --model MODEL --data DATA.jsonl --output runs/{c.name}",
+            f"alignkit train --objective {c.name} --model MODEL{teacher} --data DATA.jsonl --output runs/{c.name}",
         )
     if c.name in EXAMPLES:
         return EXAMPLES[c.name]

@@ -218,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, spec in (
         ("--model", cfg.model),
         ("--ref-model", cfg.ref_model),
+        ("--teacher", cfg.teacher),
     ):  # at once, not after a hub retry
         if spec is not None:
             check_model_source(spec, flag)

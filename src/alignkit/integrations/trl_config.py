@@ -26,6 +26,7 @@ RENAMES: dict[str, str] = {
     "use_peft": "lora",
     "ref_model_name_or_path": "ref_model",
     "lora_target_modules": "lora_target_modules",
+    "teacher_model_name_or_path": "teacher",  # GKDConfig / DistillationConfig
 }
 # TRL settings that mean "nothing to do" for alignkit (values that are alignkit's behaviour anyway)
 _HARMLESS: dict[str, Any] = {
@@ -43,7 +44,12 @@ _HYPER = (
     "use_weighting",
     "f_divergence_type",
     "f_alpha_divergence_coef",
+    # the distillation objectives' loss temperature, as TRL's DistillationConfig (GKDConfig's temperature is the
+    # sampling temperature of on-policy generation, which the offline path does not do: docs/distillation.md)
+    "temperature",
 )
+# GKDConfig's on-policy settings: alignkit train distils offline (lmbda = 0, seq_kd = False) only
+_OFFLINE_ONLY = {"lmbda": 0.0, "seq_kd": False}
 
 
 def translate(mapping: Mapping[str, Any], source: str, fields: set[str]) -> dict[str, Any]:
@@ -64,6 +70,15 @@ def translate(mapping: Mapping[str, Any], source: str, fields: set[str]) -> dict
             continue
         if k in _HYPER:
             hp[k] = value
+        elif k in _OFFLINE_ONLY:
+            if value != _OFFLINE_ONLY[k]:
+                raise ConfigError(
+                    f"{source}: {key}: {value!r} asks for on-policy / sequence-level distillation (student or "
+                    f"teacher samples), which alignkit train does not do; it distils offline on the data's "
+                    f"completions ({k}: {_OFFLINE_ONLY[k]!r})"
+                )
+        elif k == "teacher_model_init_kwargs":
+            out.update(_teacher_init_kwargs(value, source))
         elif k == "precompute_ref_log_probs":
             if value:
                 out["reference"] = "cache"
@@ -93,6 +108,24 @@ def translate(mapping: Mapping[str, Any], source: str, fields: set[str]) -> dict
         raise ConfigError(f"{source}: loss_weights without loss_type")
     if hp:
         out["hyper_parameters"] = hp
+    return out
+
+
+def _teacher_init_kwargs(value: Any, source: str) -> dict[str, Any]:
+    """TRL's ``teacher_model_init_kwargs``: only the dtype (``dtype`` / ``torch_dtype``) has an alignkit field."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: teacher_model_init_kwargs must be a mapping; got {value!r}")
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        if k in ("dtype", "torch_dtype"):
+            out["teacher_dtype"] = v
+        else:
+            raise ConfigError(
+                f"{source}: teacher_model_init_kwargs.{k} is not supported by alignkit train (only dtype, as "
+                "teacher_dtype)"
+            )
     return out
 
 

@@ -198,6 +198,15 @@ class TrainConfig:
         choices=("linear", "cosine", "1-sqrt", "1-square", "mirror-cosine"),
     )
     wsd_min_ratio: float = _f(0.0, "wsd schedule: final learning-rate multiplier", ge=0, le=1)
+    # --- distillation (docs/distillation.md; alignkit.train.teacher) ---
+    teacher: Any = _f(
+        None,
+        "distillation objectives: the teacher model folder or hub id (TRL: teacher_model_name_or_path); its "
+        "outputs are computed once per micro-batch without gradients",
+    )
+    teacher_dtype: str = _f(
+        "float32", "dtype the teacher is loaded in", choices=("float32", "bfloat16", "float16")
+    )
 
     def __post_init__(self) -> None:
         validate(self)

@@ -158,17 +158,23 @@ def plan_fields(
     mode: str,
     columns: set[str],
     online: bool,
+    computed: frozenset[str] = frozenset(),
 ) -> FieldPlan:
     """Decide, before step 1, how each field ``obj`` declares is supplied; refuse what cannot be.
 
     ``columns``: the data columns present in every row (``set()`` when unknown). ``online``: completions are
-    sampled and scored by ``reward_fn`` each step (rewards and prompt groups come from there)."""
+    sampled and scored by ``reward_fn`` each step (rewards and prompt groups come from there). ``computed``: the
+    fields this run's engine computes besides the above (the distillation path's teacher and student outputs,
+    :mod:`alignkit.train.teacher`)."""
     spec = obj.spec
     required = [f for f in spec.required(hyper_parameters) if f != "ref_logps"]
+    required.sort(key=lambda f: not f.startswith("teacher_"))  # a missing teacher: the refusal named first
     plan = FieldPlan(objective=obj.name)
     supplied: list[str] = []
 
     def available(name: str) -> tuple[bool, str | None]:
+        if name in computed:
+            return True, None
         if name == "kl_logps":
             return mode == "unpaired", None
         if name in ("log_sum_sq_probs", "edit_masks"):
@@ -210,6 +216,10 @@ def _refusal(objective: str, name: str, column: str | None, online: bool) -> str
         how.append(f"add the column '{column}' to every row ({f.column})")
     if name == "rewards" and not online:
         how.append("or train online with a reward function (--reward / reward_fn)")
+    if name.startswith(("teacher_", "student_")) or name == "mlm_labels":
+        how.append(
+            "pass --teacher PATH_OR_HUB_ID (TrainConfig.teacher): the trainer computes it once per micro-batch"
+        )
     if not how:
         how.append(
             "the trainer cannot compute it; build the batch yourself and call the objective through the Python "

@@ -187,6 +187,8 @@ def run_identity(config: Any) -> RunIdentity:
         if f.name not in _NOT_IDENTITY
     }
     settings["ref_model"] = model_fingerprint(config.ref_model) if config.ref_model is not None else None
+    teacher = getattr(config, "teacher", None)  # distillation: the teacher's weights, like the reference's
+    settings["teacher"] = model_fingerprint(teacher) if teacher is not None else None
     settings["tokenizer"] = (
         model_fingerprint(config.tokenizer) if isinstance(config.tokenizer, (str, os.PathLike)) else None
     )

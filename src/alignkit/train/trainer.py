@@ -32,6 +32,7 @@ from alignkit.registry import Objective, get
 from alignkit.sources import check_data_source, check_model_source
 from alignkit.train import distributed as D
 from alignkit.train import setup as S
+from alignkit.train import teacher as T
 from alignkit.train.checkpoint import (
     find_resume_checkpoint,
     list_checkpoints,
@@ -120,14 +121,14 @@ class _Trainer:
         if not isinstance(obj, Objective):
             raise UserError(f"{obj.name!r} is a {obj.kind}, not an objective")
         self.obj, self.hp = obj, obj.resolve(**cfg.hyper_parameters)
-        self.mode = mode = S.resolve_mode(cfg, obj)
+        self.mode = mode = T.resolve_mode(cfg, obj) or S.resolve_mode(cfg, obj)  # distillation: "sft"
         self.online = S.online_kind(obj) if mode == "online" else None
         if self.dist == "fsdp" and (cfg.lora or mode == "online"):
             raise UserError(
                 "distributed='fsdp' supports full fine-tuning of offline data; use DDP for LoRA/online"
             )
 
-        for what, spec in (("model", cfg.model), ("ref_model", cfg.ref_model)):
+        for what, spec in (("model", cfg.model), ("ref_model", cfg.ref_model), ("teacher", cfg.teacher)):
             if spec is not None:
                 check_model_source(
                     spec, what
@@ -142,6 +143,7 @@ class _Trainer:
                 "ref_model": cfg.ref_model,
                 "tokenizer": cfg.tokenizer,
                 "data": cfg.data,
+                "teacher": cfg.teacher,
             }
             prepare_output_dir(
                 cfg.output_dir, self.identity, resume=cfg.resume, overwrite=cfg.overwrite, inputs=inputs
@@ -150,7 +152,15 @@ class _Trainer:
         model, model_path = S.load_model(cfg, cfg.model, "model")
         tokenizer = S.load_tokenizer(cfg, model_path)
         self.pad = S.pad_token_id(tokenizer, model)
+        self.distiller, self.computed, distill_notes = None, frozenset(), []
+        if cfg.teacher is not None:  # the distillation path (alignkit.train.teacher): checked before the data
+            teacher, teacher_path = T.load_teacher(cfg, device)
+            distill_notes = T.check_vocabulary(teacher, teacher_path, model, tokenizer, cfg.trust_remote_code)
+            self.computed, more = T.offered_fields(obj, teacher, model)
+            distill_notes += more
+            self.distiller = T.Distiller(teacher, self.computed, self.pad, device)
         examples, report, plan = self._data(tokenizer, unwrap_model(model).config.vocab_size)
+        plan.notes += distill_notes
         self.examples, self.plan = examples, plan
         model.to(device)
         if cfg.lora:
@@ -173,9 +183,12 @@ class _Trainer:
                     "alignkit: dropout disabled in %d module(s) (disable_dropout=True, as TRL)", n_dropout
                 )
         self.layouter, self.fast = S.fast_paths(
-            cfg, model, ref_model, mode, pad=self.pad, device=device, stack=self.stack
-        )
+            cfg.replace(packing=False) if self.distiller else cfg, model, ref_model, mode, pad=self.pad,
+            device=device, stack=self.stack,
+        )  # fmt: skip
         self.fast["distributed"] = self.dist
+        if self.distiller is not None:
+            self.fast["packing_off"] = "distillation: teacher and student run on padded rows"
         self.fast["dropout_disabled"] = n_dropout if cfg.disable_dropout else 0
         reference = Reference(kind, model if kind == "lora" else ref_model)
         if kind == "cache":
@@ -192,7 +205,10 @@ class _Trainer:
         params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not params:
             raise UserError("the model has no trainable parameters")
-        self.scorer = D.wrap(PolicyScorer(model, full_logits=not cfg.completion_only_head), self.dist, device)
+        scorer = (
+            T.DistillScorer(model) if self.distiller else PolicyScorer(model, not cfg.completion_only_head)
+        )
+        self.scorer = D.wrap(scorer, self.dist, device)
         params = [(n, p) for n, p in self.scorer.named_parameters() if p.requires_grad]  # sharded under FSDP
         groups = [
             {"params": [p for _, p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
@@ -229,6 +245,10 @@ class _Trainer:
             min_ratio=cfg.wsd_min_ratio,
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        if self.distiller is not None and needs_closure(
+            optimizer
+        ):  # SAM's 2nd pass: the same teacher outputs
+            self.distiller.keep = cfg.batch_size * cfg.grad_accum
         out_dir = Path(cfg.output_dir) if cfg.output_dir else None
         start, history, restored = self._resume(out_dir, optimizer, scheduler, total)
         self.state = _ObjectiveState(obj, restored)
@@ -269,7 +289,9 @@ class _Trainer:
         if cfg.ptst:
             records = load_records(S.ptst_train_rows(records, mode, tokenizer))
         columns = set.intersection(*(set(r.fields) for r in records)) if records else set()
-        plan = plan_fields(self.obj, self.hp, mode=mode, columns=columns, online=mode == "online")
+        plan = plan_fields(
+            self.obj, self.hp, mode=mode, columns=columns, online=mode == "online", computed=self.computed
+        )
         if "objective_ids" in plan.columns:
             number_objectives(plan, [r.fields.get("objective") for r in records])
         prepared = prepare(
@@ -497,6 +519,8 @@ class _Trainer:
             return self.scorer(layout, self.plan.wants("log_sum_sq_probs"))
 
     def _build(self, micro: list[Example], groups: list[int] | None) -> tuple[Any, float]:
+        if self.distiller is not None:
+            return self.distiller.build(self.scorer, micro, self.autocast)
         lay = self.layouter
         if self.mode == "paired" or self.online == "pairs":
             layout = lay.pairs(

@@ -1,4 +1,5 @@
-"""Distillation: DistilBERT's triple loss (an objective on teacher/student tensors), Weight-Inherited
+"""Distillation: DistilBERT's triple loss and GKD's generalized JSD (objectives on teacher/student tensors; both run
+in ``alignkit train --teacher``), Weight-Inherited
 Distillation's compactors (a procedure), and the loop that distils a real teacher (all-MiniLM-L6-v2) into a
 shallower student. Importing this package registers them."""
 
@@ -8,6 +9,7 @@ from alignkit.objectives.distillation.distilbert import (
     hidden_cosine,
     soft_target_kl,
 )
+from alignkit.objectives.distillation.gkd import generalized_jsd, gkd
 from alignkit.objectives.distillation.train import (
     compare_to_teacher,
     distillation_batch,
@@ -38,6 +40,8 @@ __all__ = [
     "distilbert",
     "distillation_batch",
     "distillation_loss",
+    "generalized_jsd",
+    "gkd",
     "hidden_cosine",
     "load_minilm_teacher",
     "mask_tokens",

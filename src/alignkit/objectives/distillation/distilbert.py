@@ -32,7 +32,8 @@ register_field(
 register_field(
     "mlm_labels",
     "masked-LM targets at the distilled positions (N,), -100 where a position is not a masked-LM target",
-    computed="alignkit.objectives.distillation.mask_tokens (BERT's 80/10/10 masking)",
+    computed="alignkit.objectives.distillation.mask_tokens (BERT's 80/10/10 masking); alignkit train (causal LM "
+    "student): the next-token targets of the completion tokens",
 )
 
 
@@ -182,6 +183,11 @@ def distilbert(
         alpha_ce: 5.0 — weight of the soft-target KL (its README training command ``--alpha_ce 5.0``).
         alpha_mlm: 2.0 — weight of the masked-LM loss (same README command, ``--alpha_mlm 2.0``).
         alpha_cos: 1.0 — weight of the cosine loss (same README command, ``--alpha_cos 1.0``).
+
+    In ``alignkit train --teacher`` (a causal LM student; alignkit.train.teacher) the masked-LM term becomes the
+    student's next-token cross-entropy on the data's completion tokens (``mlm_labels`` = the next tokens, nothing
+    masked: masked LM is not a causal LM's objective), and all three terms are on the positions that predict a
+    completion token (docs/distillation.md).
 
     The KL term equals TRL's ``GKDTrainer.generalized_jsd_loss(beta=0, temperature=T)`` times T^2 (tested);
     the cosine term equals ``torch.nn.CosineEmbeddingLoss`` with target 1 (tested). The teacher's tensors are
