@@ -128,11 +128,12 @@ class _Trainer:
             raise UserError(
                 "distributed='fsdp' supports full fine-tuning of offline data; use DDP for LoRA/online"
             )
-        P.check_compute(
-            cfg, device
-        )  # what this machine cannot run is refused now, before anything is written
+        # what this machine cannot run is refused now, before anything is written
+        P.check_compute(cfg, device)
         P.check_4bit(cfg)
-        self.report_to = check_report_to(report_targets(cfg))
+        check_report_to(report_targets(cfg))
+        if self.dist == "fsdp" and (cfg.fp16 or cfg.load_in_4bit):
+            raise UserError("distributed='fsdp' runs with --bf16 or fp32; --fp16 and --load-in-4bit need DDP")
 
         for what, spec in (("model", cfg.model), ("ref_model", cfg.ref_model)):
             if spec is not None:
