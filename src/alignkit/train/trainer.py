@@ -628,14 +628,15 @@ class _Trainer:
         D.barrier(self.world)
 
     def _announce_fast_paths(self, out_dir: Path | None) -> None:
-        """The fast paths and precision chosen: printed once (stderr), logged, written to ``fast_paths.json``."""
+        """The fast paths and precision chosen: logged; for a run with an output folder also printed once (stderr)
+        and written to ``fast_paths.json`` (in-memory runs, as the arena's many, stay quiet)."""
         import sys
 
         shown = {k: v for k, v in self.fast.items() if not k.endswith("_micro_batches")}
         line = "alignkit fast paths: " + ", ".join(f"{k}={v}" for k, v in shown.items())
         _log.info(line)
-        print(line, file=sys.stderr)
         if out_dir is not None:
+            print(line, file=sys.stderr)
             (out_dir / "fast_paths.json").write_text(json.dumps(self.fast, indent=1))
 
     def _reduce(self, metrics: dict[str, float], tokens: float) -> tuple[dict[str, float], float]:
