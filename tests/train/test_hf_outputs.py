@@ -170,7 +170,8 @@ def test_bf16_on_cpu_is_autocast_over_fp32_weights(model_dir, capsys):
     assert bf16.history[0]["loss"] == pytest.approx(fp32.history[0]["loss"], abs=2e-2)  # policy == ref: log 2
     assert bf16.history[1]["loss"] != fp32.history[1]["loss"]  # the forward really ran in bf16
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in bf16.history)
-    assert "alignkit fast paths" not in capsys.readouterr().err  # in-memory runs (no output folder) stay quiet
+    # in-memory runs (no output folder) stay quiet
+    assert "alignkit fast paths" not in capsys.readouterr().err
 
 
 def test_the_grad_scaler_path_scales_steps_and_resumes(model_dir, tmp_path, monkeypatch):
