@@ -48,15 +48,16 @@ def test_a_trl_dpo_yaml_runs_unchanged(model_dir, pairs, tmp_path):
     assert cli(["train", "--config", str(path), "--no-progress"]) == 0
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["batch_size"] == 2 and saved["grad_accum"] == 2 and saved["lora"] is True
-    assert saved["hyper_parameters"] == {"beta": 0.2} and saved["tensorboard"] is False
+    assert saved["hyper_parameters"] == {"beta": 0.2} and saved["report_to"] == ["none"]
+    assert not (tmp_path / "run" / "tensorboard").exists()
     hist = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert len(hist) == 2 and "loss/dpo" in hist[0] and "loss/sft" in hist[0]
 
 
 def test_an_unsupported_trl_field_is_named(model_dir, pairs, tmp_path, capsys):
-    path = _trl_yaml(tmp_path, model_dir, pairs, report_to=["wandb"])
+    path = _trl_yaml(tmp_path, model_dir, pairs, report_to=["mlflow"])
     assert cli(["train", "--config", str(path)]) == 2
-    assert "report_to ['wandb'] is not supported" in capsys.readouterr().err
+    assert "report_to ['mlflow'] is not supported" in capsys.readouterr().err
     path = _trl_yaml(tmp_path, model_dir, pairs, dataset_text_field="text", foo=1)
     assert cli(["train", "--config", str(path)]) == 2
     assert "unknown config field 'dataset_text_field'" in capsys.readouterr().err

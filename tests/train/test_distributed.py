@@ -104,6 +104,12 @@ def test_fsdp_sigkill_then_resume_equals_uninterrupted(model_dir, rows_file, tmp
     resumed = _run(tmp_path, ["dpo", model_dir, rows_file, 4, "fsdp", out, 0], 2)
     full = _run(tmp_path, ["dpo", model_dir, rows_file, 4, "fsdp", "-", 0], 2)
     assert [round(x, 6) for x in _losses(resumed).tolist()] == [round(x, 6) for x in _losses(full).tolist()]
+    from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(out)  # the final model is one full save_pretrained folder
+    # each sharded checkpoint also holds the gathered save_pretrained folder and the tokenizer
+    ckpt = AutoModelForCausalLM.from_pretrained(out / "checkpoint-2")
+    saved = load_file(str(out / "checkpoint-2" / "model.safetensors"))
+    assert saved and all(torch.equal(ckpt.state_dict()[k], v) for k, v in saved.items())
+    assert (out / "checkpoint-2" / "tokenizer.json").is_file()

@@ -158,18 +158,17 @@ def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 import alignkit.train.checkpoint as ck
-import safetensors.torch as st
 from alignkit.train.hooks import Hook
 
 calls = {"n": 0}
-if kind == "save_model":  # killed inside a checkpoint write, after its weights are on disk
-    orig = st.save_model
-    def save_model(*a, **k):
+if kind == "save_model":  # killed inside a checkpoint write, after its save_pretrained folder is on disk
+    orig = ck.save_weights
+    def save_weights(*a, **k):
         orig(*a, **k)
         calls["n"] += 1
         if calls["n"] == arg:
             die()
-    st.save_model = save_model
+    ck.save_weights = save_weights
 elif kind == "manifest":  # killed inside a checkpoint write, before its manifest
     def write_manifest(*a, **k):
         calls["n"] += 1

@@ -47,7 +47,7 @@ def _config_flags(p: argparse.ArgumentParser) -> set[str]:
             taken.add("--no-" + flag[2:])
         elif f.name == "adam_betas":
             kw.update(nargs=2, metavar=("BETA1", "BETA2"))
-        elif f.name in ("lora_target_modules", "hooks"):
+        elif f.name in ("lora_target_modules", "hooks", "report_to"):
             kw.update(nargs="+", metavar="VALUE")
         else:
             kw["metavar"] = "YAML" if f.name == "hyper_parameters" else f.name.upper()

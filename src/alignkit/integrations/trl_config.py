@@ -27,6 +27,7 @@ RENAMES: dict[str, str] = {
     "ref_model_name_or_path": "ref_model",
     "lora_target_modules": "lora_target_modules",
     "teacher_model_name_or_path": "teacher",  # GKDConfig / DistillationConfig
+    "torch_dtype": "dtype",  # transformers' older name of ModelConfig.dtype
 }
 # TRL settings that mean "nothing to do" for alignkit (values that are alignkit's behaviour anyway)
 _HARMLESS: dict[str, Any] = {
@@ -83,14 +84,16 @@ def translate(mapping: Mapping[str, Any], source: str, fields: set[str]) -> dict
             if value:
                 out["reference"] = "cache"
         elif k == "report_to":
-            targets = [value] if isinstance(value, str) else list(value or [])
-            bad = [t for t in targets if t not in ("tensorboard", "none", "all")]
+            from alignkit.train.config import REPORT_TO
+
+            targets = [value] if isinstance(value, str) else list(value or ["none"])
+            bad = [t for t in targets if t not in REPORT_TO]
             if bad:
                 raise ConfigError(
-                    f"{source}: report_to {bad} is not supported by alignkit train (it writes history.jsonl and "
-                    "TensorBoard); use tensorboard, or the TRL bridge (alignkit.integrations.trl) for other loggers"
+                    f"{source}: report_to {bad} is not supported by alignkit train (it writes history.jsonl, "
+                    f"and {', '.join(REPORT_TO)}); use the TRL bridge (alignkit.integrations.trl) for other loggers"
                 )
-            out["tensorboard"] = "tensorboard" in targets or "all" in targets
+            out["report_to"] = targets
         elif k in _HARMLESS:
             if value != _HARMLESS[k]:
                 raise ConfigError(f"{source}: {key}: {value!r} is not supported by alignkit train")

@@ -1,4 +1,10 @@
-"""Checkpoints: safetensors weights + optimizer, scheduler, RNG and data position, written atomically and verified.
+"""Checkpoints: a ``save_pretrained`` folder + optimizer, scheduler, RNG and data position, atomic and verified.
+
+``checkpoint-<step>`` is what Hugging Face tools read — ``AutoModelForCausalLM.from_pretrained(checkpoint-N)`` (the
+model in the run's saved dtype), or under LoRA ``PeftModel.from_pretrained(base, checkpoint-N)`` (the adapter
+only), plus the tokenizer — with alignkit's resume state beside it: ``optimizer.pt``, ``scheduler.pt``,
+``rng_state_<rank>.pt``, ``trainer_state.json``, ``manifest.json`` and, when the saved weights are not the trained
+ones bit for bit, ``master_weights.safetensors`` (:mod:`alignkit.train.hf_save`).
 
 A checkpoint is written to a temporary folder and renamed to ``checkpoint-<step>`` in one ``os.replace``: a kill
 during a save leaves at worst a ``.tmp-*`` folder (ignored and cleaned up), never a broken checkpoint. Its
@@ -28,6 +34,7 @@ import torch
 from torch import nn
 
 from alignkit.errors import CheckpointError, UserError
+from alignkit.train.hf_save import load_model_folder, save_model_folder
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 MANIFEST = "manifest.json"
@@ -120,6 +127,16 @@ def _no_space(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "No space left" in str(exc))
 
 
+def save_weights(
+    model: nn.Module, folder: Path, *, dtype: torch.dtype | None = None, tokenizer: Any = None
+) -> None:
+    """The Hugging Face part of a checkpoint: the model's ``save_pretrained`` folder (adapter only under LoRA; in
+    ``dtype``, with the trained weights beside it when they differ) and the tokenizer."""
+    save_model_folder(model, folder, dtype=dtype, master=True)
+    if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
+        tokenizer.save_pretrained(str(folder))
+
+
 def save_checkpoint(
     output_dir: str | Path,
     step: int,
@@ -130,16 +147,18 @@ def save_checkpoint(
     rng_states: list[dict[str, Any]],
     save_total_limit: int | None = None,
     identity: str | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+    tokenizer: Any = None,
 ) -> Path:
     """Write ``checkpoint-<step>`` atomically, its manifest last; keep at most ``save_total_limit`` checkpoints.
 
     ``identity``: the run's fingerprint (:func:`alignkit.train.run_dir.run_identity`), recorded in the manifest;
     pruning counts only checkpoints of this identity, so another run's files are never taken for newer ones.
-    ``trainer_state["total_steps"]`` is recorded too. A full disk raises a :class:`~alignkit.errors.UserError`
+    ``trainer_state["total_steps"]`` is recorded too. ``dtype``: the saved model's dtype (None: as trained);
+    ``tokenizer``: saved beside it. A full disk raises a :class:`~alignkit.errors.UserError`
     ("no space left on device") after removing the partial temporary folder.
     """
-    from safetensors.torch import save_model
-
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     final = out / f"checkpoint-{step}"
@@ -148,13 +167,13 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        save_model(model, str(tmp / "model.safetensors"))
+        save_weights(model, tmp, dtype=dtype, tokenizer=tokenizer)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         for rank, st in enumerate(rng_states):
             torch.save(st, tmp / f"rng_state_{rank}.pt")
         (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
-        for f in tmp.iterdir():  # make the bytes durable before the manifest vouches for them
+        for f in (p for p in tmp.iterdir() if p.is_file()):  # durable before the manifest vouches for them
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         write_manifest(tmp, step=step, total_steps=trainer_state.get("total_steps"), identity=identity)
@@ -318,7 +337,6 @@ def load_checkpoint(
     """Restore weights, optimizer and scheduler; return the trainer state (with ``rng`` for this rank).
 
     A file that cannot be read raises :class:`~alignkit.errors.CheckpointError` naming it."""
-    from safetensors.torch import load_model
 
     def read(name: str, fn: Any) -> Any:
         try:
@@ -332,7 +350,7 @@ def load_checkpoint(
                 raise
             raise CheckpointError(f"{path / name}: corrupt safetensors file ({exc})") from exc
 
-    read("model.safetensors", lambda f: load_model(model, str(f)))
+    load_model_folder(model, path, read)
     optimizer.load_state_dict(read("optimizer.pt", lambda f: torch.load(f, weights_only=True)))
     scheduler.load_state_dict(read("scheduler.pt", lambda f: torch.load(f, weights_only=True)))
     state = read("trainer_state.json", lambda f: json.loads(f.read_text()))

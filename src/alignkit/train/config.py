@@ -24,6 +24,8 @@ REFERENCES = ("auto", "model", "lora", "cache", "none")
 MODES = ("auto", "sft", "paired", "unpaired", "online")
 SCHEDULERS = ("linear", "cosine", "wsd", "constant")
 TRUNCATION_MODES = ("keep_start", "keep_end")
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+REPORT_TO = ("tensorboard", "wandb", "none", "all")
 
 _NO_DEFAULT = dataclasses.MISSING
 IN_MEMORY = (
@@ -133,7 +135,21 @@ class TrainConfig:
     resume: bool = _f(False, "continue from the newest complete checkpoint of this run in --output")
     logging_steps: int = _f(1, "write logs every N steps", ge=1)
     gradient_checkpointing: bool = _f(False, "recompute activations in backward (less memory, slower)")
-    bf16: bool | None = _f(None, "bf16 autocast (default: on where a CUDA GPU supports it)")
+    bf16: bool | None = _f(
+        None, "bf16 autocast compute (default: on where a CUDA GPU supports it; on CPU only when given)"
+    )
+    fp16: bool = _f(False, "fp16 autocast compute with a grad scaler (CUDA only; refused on CPU)")
+    dtype: str = _f(
+        "auto",
+        "dtype of the saved model and checkpoints (auto: the input model's; full fine-tuning trains fp32 master "
+        "weights, kept in checkpoints for resume)",
+        choices=DTYPE_CHOICES,
+    )
+    load_in_4bit: bool = _f(
+        False, "QLoRA: load the base model 4-bit with bitsandbytes (CUDA + bitsandbytes; needs --lora)"
+    )
+    bnb_4bit_quant_type: str = _f("nf4", "QLoRA: 4-bit quantisation type", choices=("nf4", "fp4"))
+    use_bnb_nested_quant: bool = _f(False, "QLoRA: nested (double) quantisation of the 4-bit constants")
     skip_bad_rows: bool = _f(False, "skip bad rows with a counted warning instead of failing")
     # PTST (arXiv:2402.18540): SFT rows go through the tokenizer's chat template without a safety system prompt
     # (``alignkit.safety.ptst_rows``); generate with ``alignkit generate --ptst`` to add it at test time.
@@ -153,7 +169,14 @@ class TrainConfig:
     online_temperature: float = _f(1.0, "online mode: sampling temperature", ge=0)
     online_top_p: float = _f(1.0, "online mode: nucleus sampling mass", gt=0, le=1)
     online_top_k: int = _f(0, "online mode: top-k sampling (0: off)", ge=0)
-    tensorboard: bool = _f(True, "write TensorBoard logs to <output>/tensorboard")
+    tensorboard: bool = _f(
+        True, "write TensorBoard logs to <output>/tensorboard (--no-tensorboard drops it from --report-to)"
+    )
+    report_to: list[str] = _f(
+        factory=lambda: ["tensorboard"],
+        help="loggers of the per-step records besides history.jsonl: tensorboard, wandb, none or all "
+        "(all: those installed)",
+    )
     hooks: Any = _f((), "training hooks ('module:callable' each, called with no arguments to make a Hook)")
     # --- speed (docs/speed.md); every fast path gives the plain path's log-probs and gradients ---
     packing: bool | None = _f(
@@ -344,6 +367,8 @@ def validate(cfg: TrainConfig) -> None:
                 continue
             if f.name == "max_grad_norm" and isinstance(v, str) and v.strip().lower() in ("none", "null"):
                 v = None
+            if f.name == "report_to" and (isinstance(v, str) or v is None):
+                v = ["none" if v is None else v]
             try:
                 v = _adapter(f.name).validate_python(v)
             except ValidationError as exc:
@@ -362,6 +387,12 @@ def validate(cfg: TrainConfig) -> None:
         object.__setattr__(cfg, f.name, v)
     if cfg.max_grad_norm == 0:
         cfg.max_grad_norm = None
+    bad = [t for t in cfg.report_to if t not in REPORT_TO] if isinstance(cfg.report_to, list) else []
+    if bad:
+        problems.append(
+            f"report_to (--report-to): {', '.join(map(repr, bad))} is not a logger alignkit train writes to; "
+            f"use {', '.join(REPORT_TO)} (other loggers: the TRL bridge, alignkit.integrations.trl)"
+        )
     if isinstance(cfg.reward_fn, str) and not problems:
         from alignkit.callables import import_callable
 

@@ -51,6 +51,7 @@ _NOT_IDENTITY = frozenset(
         "progress",
         "progress_label",
         "tensorboard",
+        "report_to",
         "cache_dir",
         "ref_batch_size",
         "distributed",  # DDP, FSDP and one process train the same trajectory
@@ -60,7 +61,15 @@ _NOT_IDENTITY = frozenset(
     }
 )
 # Files and folders an alignkit run writes into its output folder (what --overwrite clears / may replace).
-RUN_ARTIFACTS = ("history.jsonl", "config.yaml", "data_report.json", "tensorboard", RUN_FILE)
+RUN_ARTIFACTS = (
+    "history.jsonl",
+    "config.yaml",
+    "data_report.json",
+    "fast_paths.json",
+    "tensorboard",
+    "wandb",
+    RUN_FILE,
+)
 _HEAD_TAIL = 4 << 20  # bytes hashed from each end of a large weight file
 
 

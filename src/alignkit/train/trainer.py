@@ -31,6 +31,7 @@ from alignkit.optim import build_optimizer, needs_closure
 from alignkit.registry import Objective, get
 from alignkit.sources import check_data_source, check_model_source
 from alignkit.train import distributed as D
+from alignkit.train import precision as P
 from alignkit.train import setup as S
 from alignkit.train import teacher as T
 from alignkit.train.checkpoint import (
@@ -45,8 +46,9 @@ from alignkit.train.checkpoint import (
 )
 from alignkit.train.config import TrainConfig
 from alignkit.train.fields import FieldPlan, number_objectives, plan_fields, read_columns
+from alignkit.train.hf_save import save_model_folder
 from alignkit.train.hooks import MicroBatch, TrainContext
-from alignkit.train.logger import RunLogger
+from alignkit.train.logger import RunLogger, check_report_to, report_targets
 from alignkit.train.online import online_pairs, online_scored
 from alignkit.train.run_dir import prepare_output_dir, run_identity
 from alignkit.train.schedules import lr_lambda
@@ -127,6 +129,12 @@ class _Trainer:
             raise UserError(
                 "distributed='fsdp' supports full fine-tuning of offline data; use DDP for LoRA/online"
             )
+        # what this machine cannot run is refused now, before anything is written
+        P.check_compute(cfg, device)
+        P.check_4bit(cfg)
+        check_report_to(report_targets(cfg))
+        if self.dist == "fsdp" and (cfg.fp16 or cfg.load_in_4bit):
+            raise UserError("distributed='fsdp' runs with --bf16 or fp32; --fp16 and --load-in-4bit need DDP")
 
         for what, spec in (("model", cfg.model), ("ref_model", cfg.ref_model), ("teacher", cfg.teacher)):
             if spec is not None:
@@ -149,8 +157,17 @@ class _Trainer:
                 cfg.output_dir, self.identity, resume=cfg.resume, overwrite=cfg.overwrite, inputs=inputs
             )
         D.barrier(world)
-        model, model_path = S.load_model(cfg, cfg.model, "model")
+        self.save_dtype = P.saved_dtype(cfg.dtype, P.source_dtype(cfg.model, cfg.trust_remote_code))
+        self.compute = P.compute_dtype(cfg, device)
+        self.autocast = P.autocast_factory(self.compute, device)
+        self.scaler = P.grad_scaler(self.compute, device)  # fp16 on CUDA
+        if cfg.load_in_4bit:
+            model_path = str(cfg.model)
+            model = P.load_4bit(cfg, model_path, self.compute or self.save_dtype, device)
+        else:
+            model, model_path = S.load_model(cfg, cfg.model, "model")
         tokenizer = S.load_tokenizer(cfg, model_path)
+        self.tokenizer = tokenizer
         self.pad = S.pad_token_id(tokenizer, model)
         self.distiller, self.computed, distill_notes = None, frozenset(), []
         if cfg.teacher is not None:  # the distillation path (alignkit.train.teacher): checked before the data
@@ -162,7 +179,8 @@ class _Trainer:
         examples, report, plan = self._data(tokenizer, unwrap_model(model).config.vocab_size)
         plan.notes += distill_notes
         self.examples, self.plan = examples, plan
-        model.to(device)
+        if not cfg.load_in_4bit:  # a quantised model is placed by its device_map
+            model.to(device)
         if cfg.lora:
             model = S.attach_lora(model, cfg)
         if cfg.gradient_checkpointing:
@@ -190,6 +208,10 @@ class _Trainer:
         if self.distiller is not None:
             self.fast["packing_off"] = "distillation: teacher and student run on padded rows"
         self.fast["dropout_disabled"] = n_dropout if cfg.disable_dropout else 0
+        self.fast["compute_dtype"] = str(self.compute).removeprefix("torch.") if self.compute else "float32"
+        self.fast["grad_scaler"] = self.compute is torch.float16 and device.type == "cuda"
+        self.fast["saved_dtype"] = "adapter as peft keeps it" if cfg.lora else str(self.save_dtype)[6:]
+        self.fast["load_in_4bit"] = bool(cfg.load_in_4bit)
         reference = Reference(kind, model if kind == "lora" else ref_model)
         if kind == "cache":
             S.fill_reference_cache(
@@ -197,8 +219,9 @@ class _Trainer:
                 ref_path=ref_path, pad=self.pad, packed=self.layouter.packing, progress=cfg.progress and rank == 0,
             )  # fmt: skip
         self.reference = reference
+        self.fast["reference"] = kind
         if rank == 0:
-            _log.info("alignkit fast paths: %s", self.fast)
+            self._announce_fast_paths(Path(cfg.output_dir) if cfg.output_dir else None)
             for note in plan.notes:
                 _log.warning("alignkit: %s", note)
 
@@ -228,6 +251,10 @@ class _Trainer:
             optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.adam_betas, foreach=False)
         else:
             optimizer = S.adamw(groups, cfg.learning_rate, cfg.adam_betas)
+        if self.scaler is not None and needs_closure(optimizer):
+            raise UserError(
+                f"optimizer {cfg.optimizer!r} re-evaluates the loss (SAM); it does not run with --fp16"
+            )
         self.g_batch = cfg.batch_size * cfg.grad_accum * world
         n_items = len(examples)
         total = (
@@ -265,17 +292,11 @@ class _Trainer:
             objective=obj, hyper_parameters=self.hp, reference=reference, tokenizer=tokenizer, device=device,
             pad_token_id=self.pad, rank=rank, world_size=world, total_steps=total,
         )  # fmt: skip
-        use_bf16 = (
-            cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
-        )
-        self.autocast = (
-            (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
-            if use_bf16 and device.type == "cuda"
-            else contextlib.nullcontext
-        )
         self._loop(start, total, history, optimizer, scheduler, out_dir, n_items)
         if out_dir is not None:
             self._save_final(out_dir, optimizer, scheduler, total, tokenizer)
+            if rank == 0:  # with the run's packed / padded micro-batch counts
+                (out_dir / "fast_paths.json").write_text(json.dumps(self.fast, indent=1))
         return TrainResult(
             model=model, tokenizer=tokenizer, history=history, output_dir=str(out_dir) if out_dir else None,
             seconds=time.time() - t0, data_report=report.to_dict(), reference=kind, fast_paths=dict(self.fast),
@@ -334,6 +355,8 @@ class _Trainer:
             else:
                 st = load_checkpoint(path, self.model, optimizer, scheduler, rank)
             start, restored = st["step"], st.get("objective_state", {})
+            if self.scaler is not None and st.get("grad_scaler"):
+                self.scaler.load_state_dict(st["grad_scaler"])
             if st.get("rng") is not None:
                 set_rng_state(st["rng"])
             history = restore_history(out_dir, start, rewrite=rank == 0)
@@ -385,6 +408,8 @@ class _Trainer:
                 metrics, tokens = self._accumulate(local, groups, hooks)
                 if online is not None:
                     metrics["online/reward_mean"] = online[1]
+                if self.scaler is not None:  # hooks and clipping see the true gradients
+                    self.scaler.unscale_(optimizer)
                 for h in hooks:
                     h.on_after_backward(ctx)
                 clip = cfg.max_grad_norm if cfg.max_grad_norm else float("inf")
@@ -400,6 +425,9 @@ class _Trainer:
                         return torch.tensor(loss)
 
                     optimizer.step(closure)
+                elif self.scaler is not None:  # skips the step when the scaled gradients overflowed
+                    self.scaler.step(optimizer)
+                    self.scaler.update()
                 else:
                     optimizer.step()
                 scheduler.step()
@@ -472,7 +500,7 @@ class _Trainer:
                         if extra is not None:
                             loss = loss + weights[obj.normalisation] * extra
                             extras[f"hook/{type(h).__name__}"] = float(extra.detach())
-                loss.backward()
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             if not second_pass:
                 self.state.add(out.state)
             step_loss += float(loss.detach())  # each part already carries its share of the step
@@ -561,6 +589,8 @@ class _Trainer:
             dist.all_gather_object(gathered, states[0])
             states = gathered
         trainer_state = {"step": step, "total_steps": total, "objective_state": self.state.values}
+        if self.scaler is not None:
+            trainer_state["grad_scaler"] = self.scaler.state_dict()
         if self.dist == "fsdp":
             self._save_fsdp(out_dir, step, optimizer, scheduler, trainer_state, states)
         elif self.rank == 0:
@@ -574,6 +604,8 @@ class _Trainer:
                 states,
                 self.cfg.save_total_limit,
                 identity=self.identity.fingerprint,
+                dtype=self.save_dtype,
+                tokenizer=self.tokenizer,
             )
         D.barrier(self.world)
 
@@ -589,7 +621,11 @@ class _Trainer:
             shutil.rmtree(tmp)
         D.barrier(self.world)
         D.save_sharded(tmp, self.scorer, optimizer)
+        full = D.full_state_dict(self.scorer)  # collective: the save_pretrained folder beside the shards
         if self.rank == 0:
+            save_model_folder(unwrap_model(self.model), tmp, dtype=self.save_dtype, state_dict=full)
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(str(tmp))
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             for r, st in enumerate(states):
                 torch.save(st, tmp / f"rng_state_{r}.pt")
@@ -611,13 +647,27 @@ class _Trainer:
         if self.dist == "fsdp":  # gathered on every rank (collective), written by rank 0
             state_dict = D.full_state_dict(self.scorer)
             if self.rank == 0:
-                unwrap_model(self.model).save_pretrained(str(out_dir), state_dict=state_dict)
-        elif self.rank == 0:
-            self.model.save_pretrained(str(out_dir), safe_serialization=True)
+                save_model_folder(
+                    unwrap_model(self.model), out_dir, dtype=self.save_dtype, state_dict=state_dict
+                )
+        elif self.rank == 0:  # in the saved dtype (a bf16 model comes back bf16); LoRA: the adapter
+            save_model_folder(self.model, out_dir, dtype=self.save_dtype)
         if self.rank == 0:
             if tokenizer is not None:
                 tokenizer.save_pretrained(str(out_dir))
         D.barrier(self.world)
+
+    def _announce_fast_paths(self, out_dir: Path | None) -> None:
+        """The fast paths and precision chosen: logged; for a run with an output folder also printed once (stderr)
+        and written to ``fast_paths.json`` (in-memory runs, as the arena's many, stay quiet)."""
+        import sys
+
+        shown = {k: v for k, v in self.fast.items() if not k.endswith("_micro_batches")}
+        line = "alignkit fast paths: " + ", ".join(f"{k}={v}" for k, v in shown.items())
+        _log.info(line)
+        if out_dir is not None:
+            print(line, file=sys.stderr)
+            (out_dir / "fast_paths.json").write_text(json.dumps(self.fast, indent=1))
 
     def _reduce(self, metrics: dict[str, float], tokens: float) -> tuple[dict[str, float], float]:
         import torch.distributed as dist
