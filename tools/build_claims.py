@@ -180,7 +180,8 @@ def render_row(row: dict[str, Any], holm_note: str = "") -> str:
         measurement = template.format(**figures)
         mark = f" {TRANSCRIBED_MARK}" if _transcribed(record) else ""
     seed = f", seed paper {row['seed']}" if row["seed"] is not None else ""
-    paper = f"{row['paper']}: {row['title']} (arXiv:{row['arxiv']}{seed})"
+    name = "" if str(row["title"]).lower().startswith(str(row["paper"]).lower()) else f"{row['paper']}: "
+    paper = f"{name}{row['title']} (arXiv:{row['arxiv']}{seed})"
     held = f"**{row['held']}**" if row["held"] in ("no", "not testable") else row["held"]
     if row.get("verdict"):
         held += f": {row['verdict']}"
@@ -211,12 +212,13 @@ def render(data: dict[str, Any] | None = None) -> str:
         "`python tools/build_claims.py`; `tests/test_claims_board.py` fails when this file is stale.",
         "",
         f"{len(rows)} rows over {len(seeds)} seed papers (plus papers outside the seed catalogue). "
-        f"Multiple comparisons: the verdicts rest on {comparisons} interval comparisons in all (the family size); "
-        "an interval is a 95% interval unless the row says otherwise, and a row whose verdict rests on a marginal "
-        "comparison says in its notes whether it survives Holm's correction (`alignkit.eval.metrics.holm`) over "
-        "its own test's comparisons. "
+        f"Multiple comparisons: the verdicts rest on {comparisons} interval comparisons in all (the family size; "
+        "each row's count is in rows.yaml), each read at 95% without a correction. The "
+        f"{sum(1 for r in rows if r.get('p_value'))} rows whose verdict rests on a marginal paired comparison carry "
+        "its p-value and Holm's step-down correction over the recorded p-values of their section "
+        "(`alignkit.eval.metrics.holm`), in the notes column. "
         f"{TRANSCRIBED_MARK}: figure transcribed from the earlier hand-written board, not yet re-measured by its "
-        f"test ({transcribed} rows); the test checks it against the next run.",
+        f"test ({transcribed} rows); the test checks it against its next run and fails until it is re-recorded.",
         "",
         " ".join(str(data.get("intro", "")).split()),
     ]
