@@ -26,6 +26,7 @@ import pytest
 
 from alignkit.cli.main import main
 from alignkit.scaling import fit, predict, read_runs, select
+from tests.claims_io import record_claims
 
 # Data taken from authors' repositories are not redistributed with alignkit: they live, uncommitted, under the
 # checkout's shared/scaling/ (or $ALIGNKIT_SCALING_DATA); docs/scaling.md says where each file comes from. Without
@@ -66,11 +67,14 @@ def test_loss_to_loss_extrapolates_20x_in_compute():
     """The abstract: the fitted curves extrapolate to 20x the largest FLOP budget of the fit. Train-to-train, the
     3.3B model's loss is predicted within 0.03 nats (the sweep spans about 1.3 nats); train-to-test, within 0.1."""
     d = read_runs(RUNS)
-    errors = {}
+    errors, coef_err = {}, []
     for pair in PAIRS:
         pub = _published(pair)
         fix = {"E0": pub["E0"], "E1": pub["E1"]}
         r = fit("loss_to_loss", select(d, {"pair": pair, "split": "sweep"}), fix=fix, n_boot=0)
+        coef_err += [abs(r.params[k] - pub[k]) for k in ("K", "kappa")]
+        if pair == "FineWeb-Edu->StarCoder":
+            starcoder = (r.params["K"], r.params["kappa"], pub["K"], pub["kappa"])
         held = select(d, {"pair": pair, "split": "extrapolation"})
         assert held["flops_budget"][0] == 1e21 and held["params"][0] > 3e9
         errors[pair] = float(r.predict({"loss_x": held["loss_x"]})[0] - held["loss_y"][0])
@@ -79,6 +83,17 @@ def test_loss_to_loss_extrapolates_20x_in_compute():
     t2x = [abs(e) for p, e in errors.items() if kinds[p] == "train-to-test"]
     assert len(t2t) == 5 and max(t2t) < 0.03, errors
     assert len(t2x) == 4 and max(t2x) < 0.1, errors
+    record_claims(
+        "scaling_loss_to_loss_published",
+        {
+            "pairs": len(PAIRS),
+            "max_coef_err": max(coef_err),
+            "starcoder": [round(v, 4) for v in starcoder],
+            "max_t2t_err": max(t2t),
+            "max_t2x_err": max(t2x),
+        },
+        tolerance=1e-4,
+    )
 
 
 @needs_loss_to_loss
@@ -153,6 +168,20 @@ def test_chinchilla_refit_matches_the_replication_not_eq10():
     err = {n: np.abs(np.log(r.predict(d) if n == "ours" else predict("chinchilla", d)) - np.log(y)).mean()
            for n in ("ours", "eq10")}  # fmt: skip
     assert err["ours"] < err["eq10"] / 2, err
+    record_claims(
+        "scaling_chinchilla_refit",
+        {
+            "runs": int(d["loss"].size),
+            "E": r.params["E"],
+            "E_ci": list(r.ci["E"]),
+            "beta": r.params["beta"],
+            "beta_ci": list(r.ci["beta"]),
+            "alpha": r.params["alpha"],
+            "err_ours": float(err["ours"]),
+            "err_eq10": float(err["eq10"]),
+        },
+        tolerance=1e-3,
+    )
 
 
 @needs_chinchilla
