@@ -121,7 +121,7 @@ def test_bench_seeds_pair_up_and_summarise(tiny_base, tmp_path):
 
 
 def test_seed_interval_hand_check():
-    from alignkit.safety.bench import seed_interval
+    from alignkit.eval.metrics import seed_interval
 
     r = seed_interval([0.2, 0.4, 0.6])
     # mean 0.4, sd 0.2, t(0.975, 2) = 4.3027: half-width 4.3027 * 0.2 / sqrt(3) = 0.4968

@@ -168,3 +168,53 @@ def test_dpo_raises_gold_reward_over_sft_on_sentiment(effect_cache):
     assert dpo["gold_reward_mean"] > sft["gold_reward_mean"] + 0.03
     assert dpo["gold_reward_ci95"][0] > sft["gold_reward_ci95"][1]  # non-overlapping 95% CIs
     assert 0 < dpo["kl_mean"] < 20  # moved, but did not collapse
+
+
+def _fake_data(n_pairs: int, n_eval_pairs: int, rewards):
+    from alignkit.eval.evaluate import Samples
+    from alignkit.testbed.arena import ArenaData
+
+    samples = Samples([], [], rewards)
+    pair = {"prompt_ids": [0], "chosen_ids": [1], "rejected_ids": [2]}
+    return ArenaData([], [], [pair] * n_pairs, [pair] * n_eval_pairs, samples, None, [], None, None)
+
+
+def test_degeneracy_names_each_reason():
+    """Issue #23: a 3-digit arith arena built 7 training pairs, 0 eval pairs, SFT pass@1 0.000 and reported every
+    objective at 0.000 as if normal. Each of those conditions is named; a healthy arena has none."""
+    from alignkit.testbed.arena import MIN_EVAL_PAIRS, MIN_TRAIN_PAIRS, degeneracy
+
+    healthy = _fake_data(MIN_TRAIN_PAIRS, MIN_EVAL_PAIRS, [[0.0, 1.0], [1.0, 1.0]])
+    assert degeneracy(healthy, [{"gold_reward_mean": 0.5}, {"gold_reward_mean": 0.6}]) == []
+    bad = _fake_data(7, 0, [[0.0, 0.0], [0.0, 0.0]])
+    reasons = degeneracy(
+        bad, [{"gold_reward_mean": 0.0}, {"gold_reward_mean": 0.0}, {"gold_reward_mean": 0.0}]
+    )
+    assert len(reasons) == 4
+    assert "only 7 training pairs" in reasons[0] and "only 0 held-out pairs" in reasons[1]
+    assert "never solves the task" in reasons[2] and "all 3 runs have the same mean gold reward" in reasons[3]
+    assert "always solves" in degeneracy(_fake_data(500, 50, [[1.0, 1.0]]))[0]
+
+
+def test_a_degenerate_arena_warns_on_the_terminal_in_the_report_and_in_results_json(
+    tiny_sentiment, tiny_cache, tiny_config, tmp_path
+):
+    """A deliberately degenerate config (12 train prompts -> at most 12 pairs, 4 eval prompts): the arena runs but
+    says so loudly — a Python warning, a red line on the terminal, a block at the top of report.md, the verdict
+    prefixed, and ``degenerate`` / ``warnings`` in results.json."""
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    cfg = ArenaConfig(objectives=("sft", "dpo"), sweep_betas=(), base=tiny_config(), train_prompts=12,
+                      eval_prompts=4, eval_samples=2, steps=2, batch_size=4, displacement_pairs=4,
+                      output=tmp_path / "out", cache_dir=tiny_cache, progress=False)  # fmt: skip
+    with pytest.warns(UserWarning, match="degenerate arena"):
+        result = run_arena(cfg, console=console)
+    assert result.degenerate and any("training pairs" in w for w in result.warnings)
+    term = console.export_text()
+    assert "WARNING" in term and "degenerate arena" in term
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["degenerate"] is True and data["warnings"] == result.warnings
+    report = (tmp_path / "out" / "report.md").read_text()
+    head = report.split("## Results")[0]
+    assert "WARNING — degenerate arena" in head and "DEGENERATE ARENA" in report

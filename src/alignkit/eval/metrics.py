@@ -2,6 +2,7 @@
 percentile-bootstrap confidence interval over prompts.
 
 - :func:`bootstrap_ci` / :func:`mean_ci` — mean and 95% bootstrap CI of per-prompt values.
+- :func:`seed_interval` — mean of per-seed figures with its 95% Student-t interval across training seeds.
 - :func:`pass_at_k` — the unbiased pass@k estimator (Chen et al. 2021, arXiv:2107.03374).
 - :func:`sequence_kl` — per-sample estimate of sequence-level KL(pi || ref) from samples of pi.
 - :func:`win_rates` — per-prompt probability that a policy sample beats a baseline sample by gold reward.
@@ -61,6 +62,20 @@ def mean_ci(
     arr = _as_array("values", values)
     lo, hi = bootstrap_ci(arr, seed=seed, n_resamples=n_resamples)
     return {"mean": float(arr.mean()), "ci95": [lo, hi], "n": int(arr.size)}
+
+
+def seed_interval(values: Sequence[float]) -> dict[str, Any]:
+    """Mean of per-seed figures with its 95% Student-t interval across seeds (``[m, m]`` for one seed)."""
+    import statistics
+
+    from scipy.stats import t
+
+    xs = [float(v) for v in values]
+    m = statistics.fmean(xs)
+    if len(xs) < 2:
+        return {"mean": m, "ci95": [m, m], "n": len(xs), "values": xs}
+    h = float(t.ppf(0.975, len(xs) - 1)) * statistics.stdev(xs) / math.sqrt(len(xs))
+    return {"mean": m, "ci95": [m - h, m + h], "n": len(xs), "values": xs}
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

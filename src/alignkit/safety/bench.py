@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from alignkit.eval.metrics import seed_interval
 from alignkit.testbed.tasks import (
     COMPLIANCES,
     HARMFUL_TEMPLATES,
@@ -288,21 +289,6 @@ def majority_rate(user: Sequence[Prompt]) -> float:
     accuracy is not above it has not learned the task."""
     answers = [p.meta["answer"] for p in user]
     return max(answers.count(a) for a in set(answers)) / len(answers)
-
-
-def seed_interval(values: Sequence[float]) -> dict[str, Any]:
-    """Mean of per-seed figures with its 95% Student-t interval across seeds (``[m, m]`` for one seed)."""
-    import math
-    import statistics
-
-    from scipy.stats import t
-
-    xs = [float(v) for v in values]
-    m = statistics.fmean(xs)
-    if len(xs) < 2:
-        return {"mean": m, "ci95": [m, m], "n": len(xs), "values": xs}
-    h = float(t.ppf(0.975, len(xs) - 1)) * statistics.stdev(xs) / math.sqrt(len(xs))
-    return {"mean": m, "ci95": [m - h, m + h], "n": len(xs), "values": xs}
 
 
 # --- stages -----------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ reward of a completion, and task-specific evaluation figures::
 
 - ``sentiment`` — the DPO paper's controlled-sentiment generation in miniature: prompts are the first 6 BPE tokens
   of lines from four held-out plays; the gold reward is VADER's compound score of the continuation (in [-1, 1]).
-- ``arith`` — multi-digit addition and subtraction, ``"347+129="`` -> ``"476"``; gold reward 1 for an exact
-  match, else 0; evaluated by pass@1 and pass@N.
+- ``arith`` — addition and subtraction of 1- and 2-digit numbers (a curriculum; ``max_digits`` sets the size),
+  ``"47+9="`` -> ``"56"``; gold reward 1 for an exact match, else 0; evaluated by pass@1 and pass@N.
 - ``safety`` — instructions, some in a harmful category (fixed topic set) that must be refused with the refusal
   template, the rest benign with a checkable answer; gold reward 1 for the right behaviour; judged by the
   harmful score (share of harmful prompts answered), helpfulness (accuracy on benign prompts) and over-refusal
@@ -167,22 +167,36 @@ class SentimentTask(Task):
 
 
 class ArithTask(Task):
+    """Addition and subtraction of non-negative integers of up to ``max_digits`` digits.
+
+    Defaults (issue #23): ``max_digits=2`` with a ``curriculum`` — each operand's digit count is drawn uniformly
+    from 1..max_digits, so the demonstrations mix easy 1-digit problems with harder ones — and a near-character
+    tokenizer (``vocab_size`` 260: bytes + EOS + 3 merges, so numbers are digit sequences). The old default, 3-digit
+    problems with a 300-token BPE vocabulary, left the base model at pass@1 = pass@4 = 0.000 (7 training pairs,
+    0 eval pairs: a degenerate arena). ``ArithTask(max_digits=3, curriculum=False)`` is that old task (its cache
+    folders keep their names)."""
+
     name = "arith"
-    description = "multi-digit addition/subtraction; gold reward = exact match of the answer"
+    description = "addition/subtraction up to max_digits digits; gold reward = exact match of the answer"
     max_new_tokens = 8
     metric_names = ("pass@1", "pass@N")
     default_examples = 60_000
 
-    def __init__(self, max_digits: int = 3) -> None:
+    def __init__(self, max_digits: int = 2, curriculum: bool = True, vocab_size: int | None = None) -> None:
         if max_digits < 1:
             raise ValueError(f"max_digits must be >= 1; got {max_digits}")
         self.max_digits = max_digits
+        self.curriculum = bool(curriculum)
+        #: the base model's tokenizer size: 300 for the old (non-curriculum) settings, 260 for the curriculum
+        self.vocab_size = vocab_size or (260 if self.curriculum else 300)
 
     def base_config(self, **overrides: Any) -> BaseModelConfig:
-        return BaseModelConfig(**{"task": self.name, "vocab_size": 300, **overrides})
+        return BaseModelConfig(**{"task": self.name, "vocab_size": self.vocab_size, **overrides})
 
     def cache_tag(self) -> str:
-        return "" if self.max_digits == 3 else f"d{self.max_digits}"
+        if self.max_digits == 3 and not self.curriculum:
+            return ""
+        return f"d{self.max_digits}" + ("c" if self.curriculum else "")
 
     @staticmethod
     def is_eval_problem(a: int, op: str, b: int) -> bool:
@@ -190,8 +204,12 @@ class ArithTask(Task):
         return (a * 7919 + b * 104729 + (op == "-")) % 10 == 0
 
     def problem(self, rng: random.Random) -> tuple[int, str, int]:
-        hi = 10**self.max_digits - 1
-        a, b = rng.randint(0, hi), rng.randint(0, hi)
+        if self.curriculum:
+            a = rng.randint(0, 10 ** rng.randint(1, self.max_digits) - 1)
+            b = rng.randint(0, 10 ** rng.randint(1, self.max_digits) - 1)
+        else:
+            hi = 10**self.max_digits - 1
+            a, b = rng.randint(0, hi), rng.randint(0, hi)
         op = rng.choice("+-")
         if op == "-" and b > a:
             a, b = b, a
