@@ -4,7 +4,12 @@ One DPO policy is trained per session (module fixture ``dpo``: the arena's DPO r
 steps on the cached 1000-prompt preference data) and shared by the tests that need an aligned model. Gold reward
 is VADER's compound score; KL(pi || ref) is the mean of ``log pi(y) - log ref(y)`` over samples
 (:func:`alignkit.eval.sequence_kl`); every figure is a mean over prompts with a 95% bootstrap CI
-(:func:`alignkit.eval.mean_ci`). The measured numbers are printed (``pytest -s``) and listed in docs/decoding.md.
+(:func:`alignkit.eval.mean_ci`). The measured numbers are printed (``pytest -s``), recorded for the claims board
+(:func:`tests.claims_io.record_claims`) and listed in docs/decoding.md.
+
+The selection methods (best-of-n, alignment resampling, Darwin) steer on a *proxy* reward — VADER on one half of its
+lexicon (:func:`alignkit.testbed.vader_split.proxy_sentiment_reward`) — and are judged by the full gold VADER score
+and by the held-out half, so their wins are not guaranteed by construction (issue #23).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from alignkit.engine.logprobs import join
 from alignkit.eval import evaluate_policy, mean_ci, sample_and_score, sequence_kl
 from alignkit.testbed import get_task
 from alignkit.testbed.arena import ArenaConfig, prepare_data
+from alignkit.testbed.vader_split import held_out_sentiment_reward, proxy_sentiment_reward
+from tests.claims_io import record_claims
 from tests.effect import effect_arena_config, pair_rows, train_policy
 
 pytestmark = pytest.mark.slow
@@ -169,6 +176,17 @@ def test_dera_lambda_sweep_is_monotone_in_kl_and_raises_gold_reward(dera_sweep):
     rows = dera_sweep
     kls = [rows[lam][1]["mean"] for lam in LAMS]
     golds = [rows[lam][0]["mean"] for lam in LAMS]
+    record_claims(
+        "decoding_dera_sweep",
+        {
+            "lams": list(LAMS),
+            "gold": golds,
+            "kl": kls,
+            "gold_lo": [rows[lam][0]["ci95"][0] for lam in LAMS],
+            "gold_hi": [rows[lam][0]["ci95"][1] for lam in LAMS],
+        },
+        tolerance=0.03,
+    )
     assert abs(kls[0]) < 1e-6  # lam = 0 is the reference itself
     assert all(b > a for a, b in zip(kls, kls[1:], strict=False)), kls  # monotone in KL
     for lo, hi in zip(LAMS, LAMS[1:], strict=False):  # ... with 95% CIs apart
@@ -199,12 +217,31 @@ def test_dera_sweep_matches_retraining_at_beta_over_lambda(effect_sentiment, are
         f"DPO retrained beta=0.2: gold {_fmt(gold)}  KL {_fmt(kl)};  DeRa curve at that KL: gold {on_curve:.3f};"
         f"  DeRa lam=0.5: gold {_fmt(dera_sweep[0.5][0])}  KL {_fmt(dera_sweep[0.5][1])}"
     )
+    record_claims(
+        "decoding_dera_retrain",
+        {
+            **_ci_figures("retrained_gold", gold),
+            "retrained_kl": kl["mean"],
+            "curve_gold_at_kl": on_curve,
+            "gap": gold["mean"] - on_curve,
+            "lam05_kl": dera_sweep[0.5][1]["mean"],
+            "lam05_gold": dera_sweep[0.5][0]["mean"],
+        },
+        tolerance=0.03,
+    )
     assert curve_kl[0] < kl["mean"] < curve_kl[-1]  # inside the swept range
     assert gold["ci95"][0] <= curve_hi and curve_lo <= gold["ci95"][1]  # on the curve within sampling error
     assert abs(gold["mean"] - on_curve) < 0.1  # and not far off in any case
 
 
+def _scores(texts: list[str], outs: list[list[str]], reward: Any = None) -> np.ndarray:
+    reward = reward or _sentiment_reward
+    return np.array([[reward(t, y) for y in per] for t, per in zip(texts, outs, strict=True)])
+
+
 def _plain_and_selected(model, tok, prompts, n: int, *, watermark=None, seed: int = 21):
+    """``n`` samples per prompt; their gold rewards, proxy rewards (what selection may use) and held-out-half
+    rewards, each ``(prompts, n)``."""
     texts = [p.text for p in prompts]
     outs = sample_text(
         model,
@@ -215,28 +252,40 @@ def _plain_and_selected(model, tok, prompts, n: int, *, watermark=None, seed: in
         num_samples=n,
         seed=seed,
     )
-    rewards = [[_sentiment_reward(t, y) for y in per] for t, per in zip(texts, outs, strict=True)]
-    return outs, np.array(rewards)
+    return (
+        outs,
+        _scores(texts, outs),
+        _scores(texts, outs, proxy_sentiment_reward),
+        _scores(texts, outs, held_out_sentiment_reward),
+    )
+
+
+def _ci_figures(name: str, ci: dict[str, Any]) -> dict[str, Any]:
+    return {name: ci["mean"], f"{name}_ci": list(ci["ci95"])}
 
 
 def test_alignment_resampling_raises_gold_reward_and_stays_watermarked(effect_sentiment, arena):
     """Alignment resampling (arXiv:2506.04462): best-of-n over watermarked samples beats plain (unwatermarked)
     sampling at the same budget of n samples per prompt — the reward of a random one of the n, i.e. their mean
-    — while its outputs keep the green-list watermark (z-score far above the unwatermarked texts')."""
+    — while its outputs keep the green-list watermark (z-score far above the unwatermarked texts'). Selection
+    uses the proxy reward (half the VADER lexicon); the gold reward (full VADER) and the held-out half judge."""
     _, task, data = arena
     model, tok = effect_sentiment.model, effect_sentiment.tokenizer
     prompts = data.eval_prompts[:N_EVAL]
     texts = [p.text for p in prompts]
     n = 4
     vocab = model.get_output_embeddings().weight.shape[0]
-    plain, r_plain = _plain_and_selected(model, tok, prompts, n)
+    plain, r_plain, p_plain, h_plain = _plain_and_selected(model, tok, prompts, n)
     wm = GreenListWatermark(vocab)
-    _, r_wm = _plain_and_selected(model, tok, prompts, n, watermark=wm, seed=22)
-    ctx = DecodeContext(reward_fn=_sentiment_reward, sampling=dict(max_new_tokens=MAX_NEW, seed=22))
+    _, r_wm, _, _ = _plain_and_selected(model, tok, prompts, n, watermark=wm, seed=22)
+    ctx = DecodeContext(reward_fn=proxy_sentiment_reward, sampling=dict(max_new_tokens=MAX_NEW, seed=22))
     ar = alignment_resampling(model, tok, texts, ctx, n=n)
-    r_ar = np.array([_sentiment_reward(t, per[0]) for t, per in zip(texts, ar, strict=True)])
-    # best-of-n of the unwatermarked samples (the selection rule alone)
-    r_bon = np.array([r[best_of_n(per, r.tolist())[0]] for per, r in zip(plain, r_plain, strict=True)])
+    first = [[per[0]] for per in ar]
+    r_ar, h_ar = _scores(texts, first)[:, 0], _scores(texts, first, held_out_sentiment_reward)[:, 0]
+    # best-of-n of the unwatermarked samples (the selection rule alone), selected by the proxy
+    pick = [best_of_n(per, p.tolist())[0] for per, p in zip(plain, p_plain, strict=True)]
+    r_bon = np.array([r[i] for r, i in zip(r_plain, pick, strict=True)])
+    h_bon = np.array([h[i] for h, i in zip(h_plain, pick, strict=True)])
     g_plain, g_wm, g_ar, g_bon = (
         mean_ci(r_plain.mean(1)),
         mean_ci(r_wm.mean(1)),
@@ -247,9 +296,28 @@ def test_alignment_resampling_raises_gold_reward_and_stays_watermarked(effect_se
     z_plain = mean_ci(
         [watermark_z(tok, t, per[0], vocab_size=vocab) for t, per in zip(texts, plain, strict=True)]
     )
+    h_plain_ci, h_ar_ci, h_bon_ci = mean_ci(h_plain.mean(1)), mean_ci(h_ar), mean_ci(h_bon)
     print(
         f"plain {_fmt(g_plain)}  watermarked {_fmt(g_wm)}  AR(n={n}) {_fmt(g_ar)}  best-of-{n} {_fmt(g_bon)}  "
-        f"z AR {_fmt(z_ar)}  z plain {_fmt(z_plain)}"
+        f"z AR {_fmt(z_ar)}  z plain {_fmt(z_plain)}; held-out half: plain {_fmt(h_plain_ci)} AR {_fmt(h_ar_ci)} "
+        f"best-of-{n} {_fmt(h_bon_ci)}"
+    )
+    record_claims(
+        "decoding_alignment_resampling",
+        {
+            "n": n,
+            "prompts": len(prompts),
+            **_ci_figures("plain", g_plain),
+            **_ci_figures("watermarked", g_wm),
+            **_ci_figures("ar", g_ar),
+            **_ci_figures("bon", g_bon),
+            **_ci_figures("z_ar", z_ar),
+            **_ci_figures("z_plain", z_plain),
+            **_ci_figures("heldout_plain", h_plain_ci),
+            **_ci_figures("heldout_ar", h_ar_ci),
+            **_ci_figures("heldout_bon", h_bon_ci),
+        },
+        tolerance=0.02,
     )
     assert g_ar["ci95"][0] > g_plain["ci95"][1]  # AR beats plain sampling (95% CIs apart)
     assert g_ar["ci95"][0] > g_wm["ci95"][1]  # and the watermarked sampling it starts from
@@ -271,7 +339,7 @@ def test_urial_prompt_effect_on_base_model(effect_sentiment, arena):
     texts = [p.text for p in prompts]
     sampling = dict(max_new_tokens=MAX_NEW, seed=31, num_samples=2)
     plain = sample_text(model, tok, texts, **sampling)
-    r_plain = np.array([[_sentiment_reward(t, y) for y in per] for t, per in zip(texts, plain, strict=True)])
+    r_plain = _scores(texts, plain)
     res = {}
     for k in (0, 1):
         outs = urial(model, tok, texts, DecodeContext(sampling=sampling), num_examples=k)
@@ -284,6 +352,15 @@ def test_urial_prompt_effect_on_base_model(effect_sentiment, arena):
         f"plain {_fmt(g_plain)}  "
         + "  ".join(f"URIAL k={k} {_fmt(mean_ci(res[k].mean(1)))} diff {_fmt(diffs[k])}" for k in res)
     )
+    record_claims(
+        "decoding_urial",
+        {
+            **_ci_figures("plain", g_plain),
+            **_ci_figures("lift_k0", diffs[0]),
+            **_ci_figures("lift_k1", diffs[1]),
+        },
+        tolerance=0.02,
+    )
     for k in res:
         assert diffs[k]["ci95"][0] > -0.03  # does not hurt
         assert diffs[k]["ci95"][1] < 0.1  # no DPO-sized lift at this scale
@@ -293,9 +370,10 @@ def test_urial_prompt_effect_on_base_model(effect_sentiment, arena):
 def test_darwin_raises_gold_reward_over_plain_sampling_at_equal_budget(effect_sentiment, arena):
     """Darwin (arXiv:2406.15193): reward-guided evolutionary search (1 seed sample + one iteration of 5
     states, reward-guided replacement every 8 tokens) beats plain sampling at the same budget of 6 decoded
-    completions per prompt (their mean reward = the reward of a random one).
-    Measured (100 prompts): plain 0.053 [0.031, 0.075], Darwin 0.458 [0.404, 0.511], best-of-6 0.412
-    [0.361, 0.464]."""
+    completions per prompt (their mean reward = the reward of a random one). Darwin and best-of-6 steer on the
+    proxy reward (half the VADER lexicon) and are judged by the gold reward (full VADER) and the held-out half.
+    Measured before the proxy split (steering on the gold reward itself, 100 prompts): plain 0.053, Darwin 0.458,
+    best-of-6 0.412; the current figures are in docs/claims/results/decoding_darwin.json."""
     from alignkit.decoding.darwin import darwin
 
     _, task, data = arena
@@ -303,11 +381,33 @@ def test_darwin_raises_gold_reward_over_plain_sampling_at_equal_budget(effect_se
     prompts = data.eval_prompts[:100]
     texts = [p.text for p in prompts]
     budget = 6
-    _, r_plain = _plain_and_selected(model, tok, prompts, budget, seed=41)
-    ctx = DecodeContext(reward_fn=_sentiment_reward, sampling=dict(max_new_tokens=MAX_NEW, seed=41))
+    _, r_plain, p_plain, h_plain = _plain_and_selected(model, tok, prompts, budget, seed=41)
+    ctx = DecodeContext(reward_fn=proxy_sentiment_reward, sampling=dict(max_new_tokens=MAX_NEW, seed=41))
     out = darwin(model, tok, texts, ctx, iterations=1, n_states=budget - 1, replacement_period=8, top_k=3)
-    r_darwin = np.array([_sentiment_reward(t, per[0]) for t, per in zip(texts, out, strict=True)])
-    g_plain, g_darwin = mean_ci(r_plain.mean(1)), mean_ci(r_darwin)
-    g_bon = mean_ci(r_plain.max(1))
-    print(f"plain {_fmt(g_plain)}  Darwin {_fmt(g_darwin)}  best-of-{budget} {_fmt(g_bon)}")
+    first = [[per[0]] for per in out]
+    r_darwin, h_darwin = _scores(texts, first)[:, 0], _scores(texts, first, held_out_sentiment_reward)[:, 0]
+    pick = p_plain.argmax(1)  # best-of-6 by the proxy
+    rows = np.arange(len(prompts))
+    g_plain, g_darwin, g_bon = mean_ci(r_plain.mean(1)), mean_ci(r_darwin), mean_ci(r_plain[rows, pick])
+    h = {"plain": mean_ci(h_plain.mean(1)), "darwin": mean_ci(h_darwin), "bon": mean_ci(h_plain[rows, pick])}
+    diff = mean_ci(r_darwin - r_plain[rows, pick])  # paired, Darwin minus best-of-6 (gold)
+    print(
+        f"plain {_fmt(g_plain)}  Darwin {_fmt(g_darwin)}  best-of-{budget} {_fmt(g_bon)}  Darwin - BoN "
+        f"{_fmt(diff)}; held-out half: " + "  ".join(f"{k} {_fmt(v)}" for k, v in h.items())
+    )
+    record_claims(
+        "decoding_darwin",
+        {
+            "budget": budget,
+            "prompts": len(prompts),
+            **_ci_figures("plain", g_plain),
+            **_ci_figures("darwin", g_darwin),
+            **_ci_figures("bon", g_bon),
+            **_ci_figures("darwin_minus_bon", diff),
+            **{f"heldout_{k}": v["mean"] for k, v in h.items()},
+            "heldout_darwin_ci": list(h["darwin"]["ci95"]),
+            "heldout_plain_ci": list(h["plain"]["ci95"]),
+        },
+        tolerance=0.02,
+    )
     assert g_darwin["ci95"][0] > g_plain["ci95"][1]

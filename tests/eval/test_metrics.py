@@ -118,3 +118,31 @@ def test_likelihood_displacement_by_hand():
     assert out["chosen"]["mean"] == pytest.approx(-0.5)
     assert out["rejected"]["mean"] == pytest.approx(-8.0)
     assert out["chosen_fell"] == 0.5
+
+
+def test_holm_by_hand():
+    from alignkit.eval import holm
+
+    # p = (0.01, 0.04, 0.03, 0.005), m = 4; sorted 0.005, 0.01, 0.03, 0.04 scaled by 4, 3, 2, 1:
+    # 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    out = holm([0.01, 0.04, 0.03, 0.005])
+    assert out["adjusted"] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert out["reject"] == [True, False, False, True]
+    # one comparison: no correction; adjusted values are capped at 1
+    assert holm([0.04])["adjusted"] == [0.04] and holm([0.6, 0.7])["adjusted"] == [1.0, 1.0]
+    # Holm is never stricter than Bonferroni and never looser than the uncorrected test
+    p = [0.001, 0.02, 0.2]
+    assert all(b <= min(1, 3 * q) and b >= q for b, q in zip(holm(p)["adjusted"], p, strict=True))
+    with pytest.raises(ValueError, match="p_values"):
+        holm([1.5])
+
+
+def test_bootstrap_p_value_matches_the_interval():
+    from alignkit.eval import bootstrap_ci, bootstrap_p_value
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.3, 1.0, 200)
+    lo, hi = bootstrap_ci(x)
+    assert lo > 0 and bootstrap_p_value(x) < 0.05  # 0 outside the interval <-> p < 0.05
+    assert bootstrap_p_value(x, null=float(x.mean())) > 0.9  # the sample mean itself: p near 1
+    assert bootstrap_p_value(x, null=100.0) == pytest.approx(2 / 2001)  # nothing beyond it: the +1 floor

@@ -11,6 +11,7 @@ import pytest
 
 from alignkit.cli.arena import parse_betas
 from alignkit.testbed.arena import ArenaConfig, run_arena
+from tests.claims_io import record_claims
 
 ROW_KEYS = {
     "objective",
@@ -168,6 +169,23 @@ def test_dpo_raises_gold_reward_over_sft_on_sentiment(effect_cache):
     assert dpo["gold_reward_mean"] > sft["gold_reward_mean"] + 0.03
     assert dpo["gold_reward_ci95"][0] > sft["gold_reward_ci95"][1]  # non-overlapping 95% CIs
     assert 0 < dpo["kl_mean"] < 20  # moved, but did not collapse
+    sft_d, dpo_d = result.details
+    # run-to-run noise: floating-point reduction order moves the figures in the third decimal
+    record_claims(
+        "arena_dpo_effect",
+        {
+            "sft_gold": sft["gold_reward_mean"],
+            "sft_ci": sft["gold_reward_ci95"],
+            "dpo_gold": dpo["gold_reward_mean"],
+            "dpo_ci": dpo["gold_reward_ci95"],
+            "dpo_kl": dpo["kl_mean"],
+            "sft_rank_acc": sft["ranking_accuracy"],
+            "dpo_rank_acc": dpo["ranking_accuracy"],
+            "dpo_rank_acc_ci": dpo_d["ranking_accuracy_ci95"],
+            "dpo_ideal_rank_acc": dpo_d["idealized_ranking_accuracy"]["mean"],
+        },
+        tolerance=0.02,
+    )
 
 
 def _fake_data(n_pairs: int, n_eval_pairs: int, rewards):

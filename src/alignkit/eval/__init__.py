@@ -8,6 +8,8 @@ computes them (``alignkit eval`` on the command line).
 from alignkit.eval.evaluate import EvalResult, Samples, evaluate_policy, pair_logps, sample_and_score
 from alignkit.eval.metrics import (
     bootstrap_ci,
+    bootstrap_p_value,
+    holm,
     idealized_ranking_accuracy,
     likelihood_displacement,
     mean_ci,
@@ -21,7 +23,9 @@ __all__ = [
     "EvalResult",
     "Samples",
     "bootstrap_ci",
+    "bootstrap_p_value",
     "evaluate_policy",
+    "holm",
     "idealized_ranking_accuracy",
     "likelihood_displacement",
     "mean_ci",

@@ -3,6 +3,9 @@ percentile-bootstrap confidence interval over prompts.
 
 - :func:`bootstrap_ci` / :func:`mean_ci` — mean and 95% bootstrap CI of per-prompt values.
 - :func:`seed_interval` — mean of per-seed figures with its 95% Student-t interval across training seeds.
+- :func:`bootstrap_p_value` / :func:`holm` — a two-sided bootstrap p-value for a mean (e.g. of paired differences)
+  and Holm's step-down correction over a family of such comparisons (Holm 1979, "A Simple Sequentially Rejective
+  Multiple Test Procedure", Scand. J. Statist. 6:65–70).
 - :func:`pass_at_k` — the unbiased pass@k estimator (Chen et al. 2021, arXiv:2107.03374).
 - :func:`sequence_kl` — per-sample estimate of sequence-level KL(pi || ref) from samples of pi.
 - :func:`win_rates` — per-prompt probability that a policy sample beats a baseline sample by gold reward.
@@ -76,6 +79,41 @@ def seed_interval(values: Sequence[float]) -> dict[str, Any]:
         return {"mean": m, "ci95": [m, m], "n": len(xs), "values": xs}
     h = float(t.ppf(0.975, len(xs) - 1)) * statistics.stdev(xs) / math.sqrt(len(xs))
     return {"mean": m, "ci95": [m - h, m + h], "n": len(xs), "values": xs}
+
+
+def bootstrap_p_value(
+    values: Sequence[float] | np.ndarray, *, null: float = 0.0, n_resamples: int = 2000, seed: int = 0
+) -> float:
+    """Two-sided percentile-bootstrap p-value for "the mean of ``values`` equals ``null``":
+    ``p = min(1, 2·min(#{m* <= null} + 1, #{m* >= null} + 1) / (B + 1))`` over ``B`` resampled means ``m*``
+    (the +1 keeps ``p > 0``; the same resamples as :func:`bootstrap_ci` with the same seed, so ``p < 0.05`` exactly
+    when ``null`` lies outside the 95% interval, up to the +1)."""
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1; got {n_resamples}")
+    arr = _as_array("values", values)
+    rng = np.random.default_rng(seed)
+    means = arr[rng.integers(0, arr.size, size=(n_resamples, arr.size))].mean(axis=1)
+    tail = min(int((means <= null).sum()), int((means >= null).sum())) + 1
+    return float(min(1.0, 2 * tail / (n_resamples + 1)))
+
+
+def holm(p_values: Sequence[float], *, alpha: float = 0.05) -> dict[str, list[Any]]:
+    """Holm's step-down correction of ``m`` p-values: sort ascending, ``p_(i)`` is rejected while
+    ``p_(j) <= alpha / (m - j + 1)`` for every ``j <= i`` (1-based); adjusted ``p~_(i) = max_{j<=i} min(1,
+    (m - j + 1)·p_(j))``. Controls the family-wise error rate at ``alpha`` under any dependence. Returns
+    ``{"adjusted": [...], "reject": [...]}`` in the input order."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0 or not np.all((p >= 0) & (p <= 1)):
+        raise ValueError(f"p_values must be a non-empty list of numbers in [0, 1]; got {list(p_values)}")
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted_sorted = np.maximum.accumulate(scaled)
+    adjusted = np.empty(m)
+    adjusted[order] = adjusted_sorted
+    return {"adjusted": [float(a) for a in adjusted], "reject": [bool(a <= alpha) for a in adjusted]}
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

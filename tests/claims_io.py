@@ -1,0 +1,139 @@
+"""The effect tests' figures, recorded once and checked on every run: the single source of docs/claims.md.
+
+An effect test calls :func:`record_claims` with the figures it measured. With ``ALIGNKIT_UPDATE_CLAIMS=1`` in the
+environment the figures are written to ``docs/claims/results/<results_id>.json`` (with the test's node id, the date
+and the git commit); otherwise the committed file is loaded and every figure must agree with it (numbers within
+``tolerance``, strings exactly, lists element by element), so the board rendered from those files
+(``python tools/build_claims.py``) can never drift from what the tests measure.
+
+Workflow after a change that moves a figure::
+
+    ALIGNKIT_UPDATE_CLAIMS=1 pytest tests/<the effect test> -m slow   # re-record
+    python tools/build_claims.py                                     # regenerate docs/claims.md
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import pathlib
+import subprocess
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "docs" / "claims" / "results"
+UPDATE_ENV = "ALIGNKIT_UPDATE_CLAIMS"
+# Default agreement for numbers: |measured - recorded| <= tol + tol·|recorded|. Deterministic CPU runs reproduce to
+# far better than this; tests whose figures move between runs (floating-point reduction order in a testbed run) pass
+# a looser tolerance and say why.
+DEFAULT_TOLERANCE = 1e-6
+TRANSCRIBED = "transcribed from the hand-written board, not yet re-run"
+
+Figure = float | int | str | list
+
+
+def results_path(results_id: str) -> pathlib.Path:
+    if not results_id or any(c in results_id for c in "/\\. ") or results_id != results_id.strip():
+        raise ValueError(f"results id {results_id!r}: use letters, digits, '_' and '-' only")
+    return RESULTS_DIR / f"{results_id}.json"
+
+
+def _current_test() -> str:
+    node = os.environ.get("PYTEST_CURRENT_TEST", "")
+    return node.rsplit(" (", 1)[0] if node else ""
+
+
+def _git_commit() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+uncommitted changes" if dirty else "")
+
+
+def _plain(value: Any, name: str) -> Figure:
+    """A JSON-able figure: python/numpy/torch scalars to float/int, tuples and arrays to lists."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"figure {name!r} is {value}; record only finite numbers")
+        return value
+    if isinstance(value, Sequence):
+        return [_plain(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(f"figure {name!r}: {type(value).__name__} is not a number, string or list")
+
+
+def _disagreements(name: str, got: Any, want: Any, tol: float) -> list[str]:
+    if isinstance(want, list) or isinstance(got, list):
+        if not (isinstance(want, list) and isinstance(got, list)) or len(got) != len(want):
+            return [f"{name}: measured {got!r}, recorded {want!r}"]
+        return [
+            m
+            for i, (g, w) in enumerate(zip(got, want, strict=True))
+            for m in _disagreements(f"{name}[{i}]", g, w, tol)
+        ]
+    if isinstance(want, str) or isinstance(got, str):
+        return (
+            []
+            if got == want
+            else [f"{name}: measured {got!r}, recorded {want!r} (labels must match exactly)"]
+        )
+    if abs(got - want) <= tol + tol * abs(want):
+        return []
+    return [f"{name}: measured {got!r}, recorded {want!r} (tolerance {tol:g} absolute + {tol:g} relative)"]
+
+
+def record_claims(
+    results_id: str,
+    figures: Mapping[str, Any],
+    *,
+    tolerance: Mapping[str, float] | float = DEFAULT_TOLERANCE,
+) -> None:
+    """Write (``ALIGNKIT_UPDATE_CLAIMS=1``) or check the figures behind the claims-board rows that cite
+    ``results_id``. ``tolerance`` is one number for every figure or a per-figure mapping (missing names take
+    :data:`DEFAULT_TOLERANCE`); it is used both as an absolute and as a relative tolerance."""
+    plain = {str(k): _plain(v, str(k)) for k, v in figures.items()}
+    path = results_path(results_id)
+    redo = (
+        f"re-run this test with {UPDATE_ENV}=1 to re-record docs/claims/results/{results_id}.json, then "
+        "`python tools/build_claims.py` to regenerate docs/claims.md, and check the rows' held labels"
+    )
+    if os.environ.get(UPDATE_ENV) == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "results_id": results_id,
+            "test": _current_test(),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+            "commit": _git_commit(),
+            "recorded_by": f"{UPDATE_ENV}=1 run of the test",
+            "figures": plain,
+        }
+        path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+        return
+    if not path.exists():
+        raise AssertionError(f"no recorded figures at {path}: {redo}")
+    recorded = json.loads(path.read_text())["figures"]
+    problems = [f"{k}: not measured by this test" for k in recorded if k not in plain]
+    problems += [f"{k}: measured but not recorded" for k in plain if k not in recorded]
+    for k in plain.keys() & recorded.keys():
+        tol = tolerance.get(k, DEFAULT_TOLERANCE) if isinstance(tolerance, Mapping) else tolerance
+        problems += _disagreements(k, plain[k], recorded[k], float(tol))
+    if problems:
+        raise AssertionError(
+            f"figures differ from docs/claims/results/{results_id}.json:\n  "
+            + "\n  ".join(sorted(problems))
+            + f"\n{redo}"
+        )
