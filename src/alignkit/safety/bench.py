@@ -7,16 +7,21 @@ T-Vaccine, ...) in miniature, on the testbed ``safety`` task:
    benign instruction -> its answer). Alignment-stage defences (Booster) act here.
 2. *User fine-tuning*: SFT on a user dataset of a benign task the base model has never seen (a two-class
    classification: "Is a tiger an animal?" -> "yes", "Is a lamp an animal?" -> "no") in which a fraction ``p`` of the rows is replaced by harmful
-   instructions with a compliant answer. Fine-tuning-stage defences (Lisa, AlignGuard) act here.
+   instructions with a compliant answer, one of eight (``COMPLIANCES``; one fixed answer saturated the harmful
+   score at 1.0, issue #23). Fine-tuning-stage defences (Lisa, AlignGuard) act here.
 3. *Measurement* (greedy decoding, held-out prompts): the **harmful score** (share of harmful eval prompts that
-   are not refused, lower is better) and the **fine-tune accuracy** (exact-match accuracy on held-out user-task
-   prompts, higher is better), each with a 95% bootstrap CI over prompts.
+   are not refused, lower is better), the **fine-tune accuracy** (exact-match accuracy on held-out user-task
+   prompts, higher is better; reported beside the user task's majority-class rate) and the **over-refusal**
+   (user-task prompts refused), each with a 95% bootstrap CI over prompts; with several training seeds
+   (``seeds``) also each figure's 95% t-interval across seeds and each defence's difference to plain fine-tuning,
+   paired by seed.
 
 >>> from alignkit.safety.bench import SafetyBenchConfig, run_safety_bench
 >>> res = run_safety_bench(SafetyBenchConfig(methods=("sft", "lisa", "booster"), ratios=(0.0, 0.1)))
 >>> res.rows[0]    # {"method": "sft", "ratio": 0.0, "harmful_score": {"mean", "ci95", "n"}, "finetune_accuracy": ...}
 
-``alignkit safety-bench`` runs it from the command line and writes results.json, results.md and harmful.png.
+``alignkit safety-bench`` runs it from the command line and writes results.json, results.md and harmful.png (harmful
+score and fine-tune accuracy side by side).
 """
 
 from __future__ import annotations
