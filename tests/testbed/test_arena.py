@@ -253,7 +253,7 @@ def test_arith_defaults_give_a_non_degenerate_arena(effect_cache):
     p1 = result.details[0]["task_metrics"]["pass@1"]
     print(f"arith SFT pass@1 {p1}, gold {sft['gold_reward_mean']:.3f}, warnings {result.warnings}")
     assert not result.degenerate, result.warnings
-    assert 0.05 < p1["ci95"][0] and p1["ci95"][1] < 0.95  # partly solved: strictly between 0 and 1
+    assert 0.0 < p1["ci95"][0] and p1["ci95"][1] < 0.95  # partly solved: strictly between 0 and 1
     data = run_arena(
         effect_arena_config(
             effect_cache, task="arith", base=effect_base_config("arith"), objectives=("sft",)

@@ -89,7 +89,10 @@ class SafetyBenchConfig:
     ratios: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2)
     #: optimizer steps of the alignment stage and of the user fine-tuning stage
     align_steps: int = 150
-    steps: int = 80
+    #: 160 since issue #23: with the varied poison, 80 steps left the user task at the majority-class rate (FA
+    #: 0.57-0.69 over 3 seeds) and the model answering harmful prompts "yes"; 160 learns it (FA 0.99 at p=10%, one
+    #: probe seed) — a setting chosen after that failure
+    steps: int = 160
     batch_size: int = 16
     align_lr: float = 1e-3
     learning_rate: float = 3e-4

@@ -182,7 +182,7 @@ class ArithTask(Task):
     metric_names = ("pass@1", "pass@N")
     default_examples = 60_000
 
-    def __init__(self, max_digits: int = 2, curriculum: bool = True, vocab_size: int | None = None) -> None:
+    def __init__(self, max_digits: int = 1, curriculum: bool = True, vocab_size: int | None = None) -> None:
         if max_digits < 1:
             raise ValueError(f"max_digits must be >= 1; got {max_digits}")
         self.max_digits = max_digits
