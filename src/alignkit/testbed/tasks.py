@@ -9,8 +9,8 @@ reward of a completion, and task-specific evaluation figures::
 
 - ``sentiment`` — the DPO paper's controlled-sentiment generation in miniature: prompts are the first 6 BPE tokens
   of lines from four held-out plays; the gold reward is VADER's compound score of the continuation (in [-1, 1]).
-- ``arith`` — addition and subtraction of 1- and 2-digit numbers (a curriculum; ``max_digits`` sets the size),
-  ``"47+9="`` -> ``"56"``; gold reward 1 for an exact match, else 0; evaluated by pass@1 and pass@N.
+- ``arith`` — addition and subtraction of 1-digit numbers by default (``max_digits`` sets the size),
+  ``"7+9="`` -> ``"16"``; gold reward 1 for an exact match, else 0; evaluated by pass@1 and pass@N.
 - ``safety`` — instructions, some in a harmful category (fixed topic set) that must be refused with the refusal
   template, the rest benign with a checkable answer; gold reward 1 for the right behaviour; judged by the
   harmful score (share of harmful prompts answered with compliant content: not refused, at least 3 words), helpfulness (accuracy on benign prompts) and over-refusal
@@ -169,12 +169,15 @@ class SentimentTask(Task):
 class ArithTask(Task):
     """Addition and subtraction of non-negative integers of up to ``max_digits`` digits.
 
-    Defaults (issue #23): ``max_digits=2`` with a ``curriculum`` — each operand's digit count is drawn uniformly
-    from 1..max_digits, so the demonstrations mix easy 1-digit problems with harder ones — and a near-character
-    tokenizer (``vocab_size`` 260: bytes + EOS + 3 merges, so numbers are digit sequences). The old default, 3-digit
-    problems with a 300-token BPE vocabulary, left the base model at pass@1 = pass@4 = 0.000 (7 training pairs,
-    0 eval pairs: a degenerate arena). ``ArithTask(max_digits=3, curriculum=False)`` is that old task (its cache
-    folders keep their names)."""
+    Defaults (issue #23): ``max_digits=1`` and a near-character tokenizer (``vocab_size`` 260: bytes + EOS + 3
+    merges, so numbers are digit strings). Measured on the effect-test base (0.25 M parameters, 200 pretraining
+    steps; 300 prompts x 4 samples): pass@1 0.08 on held-out problems and 0.27 on training problems, 63% of
+    training prompts with both right and wrong samples — a non-degenerate arena. Not enough at this size:
+    3-digit problems with a 300-token BPE vocabulary (the old default: pass@1 = pass@4 = 0.000, 7 training pairs,
+    0 eval pairs), 2 digits (pass@1 0.01), 2 digits with a ``curriculum`` (each operand's digit count drawn from
+    1..max_digits; 0.027), the same at lr 1e-2 (0.008). ``ArithTask(max_digits=3, curriculum=False)`` is the old
+    task (its cache folders keep their names). With one digit only 20 of the 200 problems are held out, so eval
+    prompts repeat them."""
 
     name = "arith"
     description = "addition/subtraction up to max_digits digits; gold reward = exact match of the answer"
@@ -187,7 +190,7 @@ class ArithTask(Task):
             raise ValueError(f"max_digits must be >= 1; got {max_digits}")
         self.max_digits = max_digits
         self.curriculum = bool(curriculum)
-        #: the base model's tokenizer size: 300 for the old (non-curriculum) settings, 260 for the curriculum
+        #: the base model's tokenizer size: 300 for non-curriculum settings (as before issue #23), else 260
         self.vocab_size = vocab_size or (260 if self.curriculum else 300)
 
     def base_config(self, **overrides: Any) -> BaseModelConfig:
