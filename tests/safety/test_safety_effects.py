@@ -203,6 +203,8 @@ def test_booster_vs_plain_at_p10(bench, plain_p10):
             "aligned_hs": b_hs["mean"],
             "hs": hs["mean"],
             "hs_ci": hs["ci95"],
+            "hs_seeds": hs["values"],
+            "plain_hs_seeds": _means(plain, "harmful_score"),
             "fa": fa["mean"],
             "fa_ci": fa["ci95"],
             "d_hs": d_hs["mean"],
@@ -396,6 +398,8 @@ def test_restore_alignment_weights_recovers_refusals(bench, plain_p10):
         {
             "hs_before": _iv(hs0)["mean"],
             "hs_after": _iv(hs1)["mean"],
+            "hs_before_seeds": hs0,
+            "hs_after_seeds": hs1,
             "d_hs_ci": d_hs["ci95"],
             "fa_before": _iv(fa0)["mean"],
             "fa_after": _iv(fa1)["mean"],
