@@ -340,7 +340,7 @@ def _fake_safety_result(dpo_hs: list[float]):
     return ArenaResult("safety", rows, details, [], {}, None, [])
 
 
-def test_safety_headline_leads_and_uses_the_across_seed_interval():
+def test_safety_headline_leads_and_uses_the_across_seed_interval(tmp_path):
     """Issue #23: on ``safety`` the table's first figures are the harmful score, helpfulness and over-refusal, and
     the headline compares DPO's across-seed t-interval to SFT's CI per figure. Hand check: DPO harmful scores 0.04,
     0.05, 0.06 -> mean 0.05, sd 0.01, half-width t(0.975, 2) * 0.01 / sqrt(3) = 0.0248 -> [0.025, 0.075], below
@@ -364,6 +364,29 @@ def test_safety_headline_leads_and_uses_the_across_seed_interval():
     assert "lower (lower is better: better), separated intervals" in hs
     assert "overlapping intervals" in help_
     assert "over 3 seeds" in verdict(res)
+    from rich.console import Console
+
+    from alignkit.testbed.report import print_summary
+
+    console = Console(record=True, width=400)
+    print_summary(res, console)
+    term = console.export_text()
+    assert "harmful score (lower better)" in term and "separated intervals" in term
+    assert term.index("dpo (β=0.1) harmful score") < term.index("gold reward (mixes the figures above)")
+    from types import SimpleNamespace
+
+    from alignkit.testbed.report import write_markdown
+
+    md = write_markdown(
+        res,
+        ArenaConfig(task="safety", output=None, progress=False),
+        SimpleNamespace(stats={}, path="base"),
+        SimpleNamespace(pairs=[], eval_pairs=[], eval_prompts=[]),
+        tmp_path / "report.md",
+    ).read_text()
+    top = md.split("## Results")[0]
+    assert "**dpo (β=0.1) harmful score 0.050 [0.025, 0.075]" in top  # the headline leads the report
+    assert "| objective | seed | harmful score (lower better) |" in md
     one = headline_verdicts(_fake_safety_result([0.05]))[0]
     assert "95% CI over prompts" in one and "[0.030, 0.070]" in one
     # a task without headline figures keeps the old table
