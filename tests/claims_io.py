@@ -125,15 +125,21 @@ def record_claims(
         return
     if not path.exists():
         raise AssertionError(f"no recorded figures at {path}: {redo}")
-    recorded = json.loads(path.read_text())["figures"]
+    record = json.loads(path.read_text())
+    recorded = record["figures"]
     problems = [f"{k}: not measured by this test" for k in recorded if k not in plain]
     problems += [f"{k}: measured but not recorded" for k in plain if k not in recorded]
     for k in plain.keys() & recorded.keys():
         tol = tolerance.get(k, DEFAULT_TOLERANCE) if isinstance(tolerance, Mapping) else tolerance
         problems += _disagreements(k, plain[k], recorded[k], float(tol))
     if problems:
+        problems.sort()
+        if record.get("recorded_by") == TRANSCRIBED:
+            problems.insert(
+                0, "(these figures were transcribed from the old hand-written board, never measured)"
+            )
         raise AssertionError(
             f"figures differ from docs/claims/results/{results_id}.json:\n  "
-            + "\n  ".join(sorted(problems))
+            + "\n  ".join(problems)
             + f"\n{redo}"
         )

@@ -9,8 +9,10 @@ title), ``arxiv``, ``seed`` (its number in the seed-paper catalogue, or null for
 ``results`` (the id of docs/claims/results/<id>.json, or null for a row with no figure), ``measurement`` (a
 ``str.format`` template over that file's figures, e.g. ``{dpo_gold:.3f} {dpo_ci:ci.3f}``), ``held`` (one of
 :data:`HELD_LABELS`), ``verdict`` (why, optional), ``test`` (the node id of the test that measures it), ``notes``
-(settings chosen after failures, training seeds, multiple-comparison correction; optional) and ``comparisons``
-(how many interval comparisons the verdict rests on; 0 when none).
+(settings chosen after failures, training seeds, multiple-comparison correction; optional), ``comparisons``
+(how many interval comparisons the verdict rests on; 0 when none) and ``p_value`` (optional: the name of the
+figure holding the p-value of the comparison the verdict rests on; the builder applies Holm's correction over the
+p-values of each section's rows, :func:`alignkit.eval.metrics.holm`, and prints both in the notes).
 
 List figures format element by element: spec ``ci.3f`` gives ``[lo, hi]``, ``/.3f`` gives ``a / b / c``, a plain
 spec such as ``.3f`` gives ``a, b, c``."""
@@ -44,7 +46,7 @@ ROW_KEYS = {
     "test",
     "notes",
 }
-ROW_KEYS |= {"comparisons"}
+ROW_KEYS |= {"comparisons", "p_value"}
 REQUIRED = (
     "paper",
     "title",
@@ -125,7 +127,41 @@ def _cell(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def render_row(row: dict[str, Any]) -> str:
+def _transcribed(record: dict[str, Any]) -> bool:
+    return str(record.get("recorded_by", "")).startswith("transcribed")
+
+
+def _p_value(row: dict[str, Any]) -> float | None:
+    """The row's p-value; None when its figures are transcribed and the p-value was never recorded."""
+    record = load_results(row["results"])
+    if row["p_value"] in record["figures"]:
+        return float(record["figures"][row["p_value"]])
+    if _transcribed(record):
+        return None
+    raise KeyError(
+        f"{row['_where']}: p_value {row['p_value']!r} not in docs/claims/results/{row['results']}.json"
+    )
+
+
+def holm_notes(rows: list[dict[str, Any]]) -> dict[int, str]:
+    """Holm's correction over the recorded p-values of ``rows`` (one section): a note per row that names one."""
+    from alignkit.eval.metrics import holm
+
+    wanted = [r for r in rows if r.get("p_value")]
+    notes = {id(r): "p-value not recorded yet (transcribed figures), so no Holm correction" for r in wanted}
+    with_p = [(r, p) for r in wanted if (p := _p_value(r)) is not None]
+    if not with_p:
+        return notes
+    out = holm([p for _, p in with_p])
+    for (r, p), adj, rej in zip(with_p, out["adjusted"], out["reject"], strict=True):
+        notes[id(r)] = (
+            f"p = {p:.3g}; Holm-adjusted over the {len(with_p)} recorded p-values of this section: {adj:.3g} "
+            f"({'significant' if rej else 'not significant'} at 0.05)"
+        )
+    return notes
+
+
+def render_row(row: dict[str, Any], holm_note: str = "") -> str:
     template = " ".join(str(row["measurement"]).split())
     if row["results"] is None:
         if placeholders(template):
@@ -142,13 +178,14 @@ def render_row(row: dict[str, Any]) -> str:
                 f"{row['_where']}: {sorted(missing)} not in docs/claims/results/{row['results']}.json"
             )
         measurement = template.format(**figures)
-        mark = f" {TRANSCRIBED_MARK}" if str(record.get("recorded_by", "")).startswith("transcribed") else ""
+        mark = f" {TRANSCRIBED_MARK}" if _transcribed(record) else ""
     seed = f", seed paper {row['seed']}" if row["seed"] is not None else ""
-    paper = f"{row['paper']}: {row['title']} (arXiv:{row['arxiv']}{seed})"
+    name = "" if str(row["title"]).lower().startswith(str(row["paper"]).lower()) else f"{row['paper']}: "
+    paper = f"{name}{row['title']} (arXiv:{row['arxiv']}{seed})"
     held = f"**{row['held']}**" if row["held"] in ("no", "not testable") else row["held"]
     if row.get("verdict"):
         held += f": {row['verdict']}"
-    notes = row.get("notes") or ""
+    notes = "; ".join(n for n in (str(row.get("notes") or "").strip(), holm_note) if n)
     cells = [paper, row["claim"], measurement + mark, held, f"`{row['test']}`", notes]
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
@@ -175,12 +212,13 @@ def render(data: dict[str, Any] | None = None) -> str:
         "`python tools/build_claims.py`; `tests/test_claims_board.py` fails when this file is stale.",
         "",
         f"{len(rows)} rows over {len(seeds)} seed papers (plus papers outside the seed catalogue). "
-        f"Multiple comparisons: the verdicts rest on {comparisons} interval comparisons in all (the family size); "
-        "an interval is a 95% interval unless the row says otherwise, and a row whose verdict rests on a marginal "
-        "comparison says in its notes whether it survives Holm's correction (`alignkit.eval.metrics.holm`) over "
-        "its own test's comparisons. "
+        f"Multiple comparisons: the verdicts rest on {comparisons} interval comparisons in all (the family size; "
+        "each row's count is in rows.yaml), each read at 95% without a correction. The "
+        f"{sum(1 for r in rows if r.get('p_value'))} rows whose verdict rests on a marginal paired comparison carry "
+        "its p-value and Holm's step-down correction over the recorded p-values of their section "
+        "(`alignkit.eval.metrics.holm`), in the notes column. "
         f"{TRANSCRIBED_MARK}: figure transcribed from the earlier hand-written board, not yet re-measured by its "
-        f"test ({transcribed} rows); the test checks it against the next run.",
+        f"test ({transcribed} rows); the test checks it against its next run and fails until it is re-recorded.",
         "",
         " ".join(str(data.get("intro", "")).split()),
     ]
@@ -192,7 +230,8 @@ def render(data: dict[str, Any] | None = None) -> str:
             "| paper | claim | our measurement | held? | test | notes |",
             "|---|---|---|---|---|---|",
         ]
-        out += [render_row(r) for r in section["rows"]]
+        notes = holm_notes(section["rows"])
+        out += [render_row(r, notes.get(id(r), "")) for r in section["rows"]]
         if section.get("outro"):
             out += [x for p in str(section["outro"]).strip().split("\n\n") for x in ("", " ".join(p.split()))]
     return "\n".join(out).rstrip() + "\n"

@@ -27,6 +27,7 @@ from alignkit.adaptation import (
     daso,
     double_weights,
 )
+from tests.claims_io import record_claims
 
 SEEDS = (0, 1, 2, 3, 4)
 
@@ -37,6 +38,21 @@ def _interval(diffs: list[float]) -> tuple[float, float, float]:
     t975 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57}[len(a)]
     half = t975 * a.std(ddof=1) / math.sqrt(len(a))
     return float(a.mean()), float(a.mean() - half), float(a.mean() + half)
+
+
+def _figures(prefix: str, base: list[float], new: list[float]) -> dict[str, float | list[float]]:
+    """Means, the paired difference's mean and t-interval, and its paired t-test p-value, for the claims board."""
+    from scipy import stats
+
+    m, lo, hi = _interval([n - b for n, b in zip(new, base, strict=True)])
+    p = float(stats.ttest_rel(new, base).pvalue) if np.std(np.subtract(new, base)) > 0 else float(m == 0)
+    return {
+        f"{prefix}_base": float(np.mean(base)),
+        f"{prefix}_new": float(np.mean(new)),
+        f"{prefix}_diff": m,
+        f"{prefix}_diff_ci": [lo, hi],
+        f"{prefix}_p": p,
+    }
 
 
 def _report(name: str, base: list[float], new: list[float]) -> tuple[float, float, float]:
@@ -86,6 +102,7 @@ def test_dwgcs_weighting_under_covariate_shift():
     m, lo, hi = _report(
         "DW-GCS (D=4) weighted LR vs unweighted LR, breast cancer, PC1-biased split", base, weighted
     )
+    record_claims("adapt_dwgcs", _figures("dwgcs", base, weighted))
     assert all(0.0 <= a <= 1.0 for a in base + weighted) and lo <= m <= hi
 
 
@@ -192,6 +209,7 @@ def test_daso_on_long_tailed_digits():
     base = [_fixmatch(s, use_daso=False) for s in SEEDS]
     new = [_fixmatch(s, use_daso=True) for s in SEEDS]
     m, lo, hi = _report("DASO vs FixMatch, long-tailed digits (ratio 10), balanced test accuracy", base, new)
+    record_claims("adapt_daso", _figures("daso", base, new))
     assert all(0.0 <= a <= 1.0 for a in base + new) and lo <= m <= hi
 
 
@@ -254,4 +272,10 @@ def test_cafa_under_test_time_feature_shift():
     _report("CAFA vs test-batch BN statistics alone, shifted digits", bn_only, with_cafa)
     fast = [_cafa_run(s, lr=1e-2)[2] for s in SEEDS]  # a 10x larger step on the BN affine parameters
     _report("CAFA (Adam lr 1e-2) vs test-batch BN statistics alone, shifted digits", bn_only, fast)
+    record_claims(
+        "adapt_cafa",
+        _figures("cafa", unadapted, with_cafa)
+        | _figures("cafa_vs_bn", bn_only, with_cafa)
+        | _figures("cafa_fast_vs_bn", bn_only, fast),
+    )
     assert all(0.0 <= a <= 1.0 for a in unadapted + with_cafa) and lo <= m <= hi

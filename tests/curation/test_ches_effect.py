@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tests.claims_io import record_claims
 from tests.effect import effect_arena_config, pair_rows, train_policy
 
 
@@ -50,6 +51,31 @@ def test_low_ches_pairs_displace_chosen_less_than_high_ches(effect_sentiment, ef
     print(
         f"chosen change: lowest-CHES {lo}, fell {d_low['chosen_fell']:.2f}; "
         f"highest-CHES {hi}, fell {d_high['chosen_fell']:.2f}"
+    )
+    # the second claim (CHES filtering mitigates displacement against ordinary data): three random 64-pair draws
+    rand = [
+        _dpo_displacement(
+            base, [pairs[i] for i in np.random.default_rng(s).choice(len(pairs), n, replace=False)]
+        )
+        for s in range(3)
+    ]
+    print("random draws:", [(d["chosen"], d["chosen_fell"]) for d in rand])
+    record_claims(
+        "curation_ches",
+        {
+            "low": lo["mean"],
+            "low_ci": lo["ci95"],
+            "low_fell": d_low["chosen_fell"],
+            "high": hi["mean"],
+            "high_ci": hi["ci95"],
+            "high_fell": d_high["chosen_fell"],
+            "low_rejected": d_low["rejected"]["mean"],
+            "random": [d["chosen"]["mean"] for d in rand],
+            "random_lo": [d["chosen"]["ci95"][0] for d in rand],
+            "random_hi": [d["chosen"]["ci95"][1] for d in rand],
+            "random_rejected": [d["rejected"]["mean"] for d in rand],
+        },
+        tolerance=0.05,
     )
     assert lo["mean"] > hi["mean"] + 8.0
     assert lo["ci95"][0] > hi["ci95"][1]  # non-overlapping 95% CIs

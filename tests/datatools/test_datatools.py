@@ -19,6 +19,7 @@ from alignkit.datatools.distillation import (
     unrolled_student,
 )
 from alignkit.testbed.tasks import Prompt
+from tests.claims_io import record_claims
 
 
 def test_registered():
@@ -96,4 +97,5 @@ def test_distilled_digits_beat_random_real_images():
         )
         rand.append(accuracy(train_on(xtr[idx], ytr[idx], seed=s), xte, yte))
     print(f"distilled {dist} k-means {km} random {rand}")
+    record_claims("data_distillation", {"distilled": dist, "kmeans": km, "random": rand}, tolerance=0.005)
     assert min(dist) > max(rand) and np.mean(dist) > np.mean(rand) + 0.04

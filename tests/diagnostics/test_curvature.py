@@ -7,6 +7,7 @@ import torch
 import alignkit as ak
 from alignkit.diagnostics.flatness import hessian_trace
 from alignkit.diagnostics.hessian import hessian_top_eigenvalue, lanczos, power_iteration
+from tests.claims_io import record_claims
 
 
 def _quadratic(eigs, seed=0):
@@ -44,6 +45,7 @@ def test_lanczos_needs_fewer_products_than_power_on_a_close_gap():
 def test_gd_on_quadratic_diverges_iff_eta_lambda_above_two():
     eigs = [4.0, 1.0, 0.3]
     A, w0, _ = _quadratic(eigs, seed=2)
+    figures = {}
     for eta, expect in ((0.45, False), (0.55, True)):  # eta * 4 = 1.8 / 2.2
         w = w0.detach().clone().requires_grad_(True)
         r = hessian_top_eigenvalue(lambda w=w: 0.5 * w @ A @ w, [w], learning_rate=eta, iters=3)
@@ -52,6 +54,12 @@ def test_gd_on_quadratic_diverges_iff_eta_lambda_above_two():
         for _ in range(200):
             x = x - eta * (A @ x)
         assert bool(x.norm() > 1e3) is expect
+        tag = "stable" if not expect else "unstable"
+        figures |= {
+            f"{tag}_eta_lambda": r["eta_lambda"],
+            f"{tag}_diverged": str(bool(x.norm() > 1e3)).lower(),
+        }
+    record_claims("diag_curvature_gd", figures, tolerance=1e-4)
 
 
 def test_preconditioned_eigenvalue():
@@ -79,6 +87,9 @@ def test_tiny_mlp_matches_torch_hessian():
     )
     ev = torch.linalg.eigvalsh(H.double())
     r = hessian_top_eigenvalue(lambda: loss_of(w1, w2), [w1, w2], iters=16)
+    record_claims(
+        "diag_curvature_mlp", {"lanczos": r["lambda_max"], "autograd": float(ev[-1])}, tolerance=1e-4
+    )
     assert r["lambda_max"] == pytest.approx(float(ev[-1]), rel=1e-4)
     t = hessian_trace(lambda: loss_of(w1, w2), [w1, w2], n_samples=300)
     assert t["trace"] == pytest.approx(float(torch.trace(H)), abs=4 * t["trace_stderr"])

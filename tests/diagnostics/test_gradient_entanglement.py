@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import alignkit as ak
 from alignkit.diagnostics.gradient_entanglement import log_prob_gradients
+from tests.claims_io import record_claims
 
 D = torch.float64
 diag = ak.get("gradient_entanglement")
@@ -71,6 +72,18 @@ def test_prediction_matches_a_real_step(entangled):
     assert (w1 - w0).item() == pytest.approx(eta * out["delta_chosen"].item(), rel=1e-3)
     assert (l1 - l0).item() == pytest.approx(eta * out["delta_rejected"].item(), rel=1e-3)
     if entangled:
+        record_claims(
+            "diag_gradient_entanglement",
+            {
+                "real_d_chosen": (w1 - w0).item() / eta,
+                "pred_d_chosen": out["delta_chosen"].item(),
+                "real_d_rejected": (l1 - l0).item() / eta,
+                "pred_d_rejected": out["delta_rejected"].item(),
+                "cosine": out["cosine"].item(),
+                "both_fall": str(bool(out["both_fall"].item())).lower(),
+            },
+            tolerance=1e-6,
+        )
         assert out["both_fall"].item() and w1 < w0 and l1 < l0
         assert out["cosine"].item() > 0.9
 

@@ -10,6 +10,7 @@ import torch
 from alignkit.diagnostics.class_imbalance import frequency_groups, loss_by_frequency, zipf_classification
 from alignkit.diagnostics.loss_dynamics import fit_broken_power_law, gradient_conflict, zero_sum_ratio
 from alignkit.diagnostics.shift_shapley import conditional_ratio, shapley_values, shift_shapley
+from tests.claims_io import record_claims
 
 # --- class imbalance -------------------------------------------------------------------------------------------
 
@@ -62,6 +63,17 @@ def test_heavy_tail_gd_stalls_on_rare_classes_adam_does_not():
     adam = loss_by_frequency(x @ _train_linear(x, y, 200, "adam", 100, 0.05), y, counts, n_groups=4)
     gap_gd = gd["loss_per_group"][-1] - gd["loss_per_group"][0]
     gap_adam = adam["loss_per_group"][-1] - adam["loss_per_group"][0]
+    record_claims(
+        "diag_heavy_tail",
+        {
+            "gd_rare": gd["loss_per_group"][-1],
+            "adam_rare": adam["loss_per_group"][-1],
+            "gd_frequent": gd["loss_per_group"][0],
+            "adam_frequent": adam["loss_per_group"][0],
+            "grad_share_frequent": r0["grad_share_per_group"][0],
+        },
+        tolerance=1e-4,
+    )
     assert adam["loss_per_group"][-1] < gd["loss_per_group"][-1]  # rare classes: Adam ahead
     assert gap_gd > 2 * gap_adam  # GD leaves the rare groups far behind the frequent one
 
@@ -114,6 +126,11 @@ def test_shift_shapley_attributes_to_the_shifted_mechanism():
     r = shift_shapley(err, {"X": w_x, "Y|X": w_y})
     true_change = float(((xt > 0).astype(float) != yt).mean()) - err.mean()
     assert r["total"] == pytest.approx(true_change, abs=0.03)
+    record_claims(
+        "diag_shift_shapley",
+        {"total": r["total"], "attr_x": r["attribution"]["X"], "attr_y": r["attribution"]["Y|X"]},
+        tolerance=1e-6,
+    )
     assert abs(r["attribution"]["Y|X"]) < 0.02 and abs(r["attribution"]["X"] - r["total"]) < 0.02
     assert sum(r["attribution"].values()) == pytest.approx(r["total"], abs=1e-12)
     # a mechanism with ratio 1 everywhere gets exactly 0

@@ -8,6 +8,7 @@ import pytest
 
 import alignkit as ak
 from alignkit.diagnostics.judge_bias import judge_bias, preference_from_scores
+from tests.claims_io import record_claims
 
 diag = ak.get("judge_bias")
 
@@ -128,6 +129,20 @@ def test_testbed_length_loving_judge_is_detected(effect_sentiment):
     show = ("gold_agreement", "style_agreement", "style_weight", "style_share", "partial_corr_style")
     print("proxy", {k: p_out[k] for k in show}, "corr(ds, dg)", p_out["style_gold_corr"])
     print("gold ", {k: g_out[k] for k in show})
+    record_claims(
+        "diag_judge_bias",
+        {
+            "pairs": len(prompts),
+            "proxy_style_weight": p_out["style_weight"]["value"],
+            "proxy_style_weight_ci": list(p_out["style_weight"]["ci95"]),
+            "proxy_style_agreement": p_out["style_agreement"]["value"],
+            "proxy_gold_agreement": p_out["gold_agreement"]["value"],
+            "gold_style_weight": g_out["style_weight"]["value"],
+            "gold_style_weight_ci": list(g_out["style_weight"]["ci95"]),
+            "gold_gold_agreement": g_out["gold_agreement"]["value"],
+        },
+        tolerance=0.02,
+    )
     assert p_out["style_weight"]["ci95"][0] > 0.3 and p_out["style_share"]["value"] > 0.6
     assert p_out["style_agreement"]["value"] > p_out["gold_agreement"]["value"]
     lo, hi = g_out["style_weight"]["ci95"]

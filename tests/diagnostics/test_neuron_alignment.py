@@ -10,6 +10,7 @@ from alignkit.diagnostics.neuron_alignment import (
     predicted_fit_time,
     simulate_two_layer,
 )
+from tests.claims_io import record_claims
 
 
 def test_hand_values():
@@ -41,7 +42,7 @@ def test_alignment_precedes_fitting_and_fit_time_follows_theory():
     depend on the init scale; the loss halves when the aligned norms reach O(1): at log(1/eps) / (lr r) steps,
     r = ||x_plus|| / (2n). Measured for eps = 1e-3 and 1e-6."""
     X, y = orthogonally_separable_data()
-    align_steps = []
+    align_steps, half_steps, predicted = [], [], []
     for eps in (1e-3, 1e-6):
         pred = predicted_fit_time(X, y, eps, 0.2)
         r = simulate_two_layer(X, y, init_scale=eps, lr=0.2, steps=int(1.5 * pred), record_every=5)
@@ -52,4 +53,14 @@ def test_alignment_precedes_fitting_and_fit_time_follows_theory():
         assert steps[i_half] == pytest.approx(pred, rel=0.15), (eps, steps[i_half], pred)
         assert neuron_alignment(r["W"], r["v"], X, y)["stable_rank"] < 1.5  # low-rank W at the end
         align_steps.append(steps[i_align])
+        half_steps.append(steps[i_half])
+        predicted.append(pred)
+    record_claims(
+        "diag_neuron_alignment",
+        {
+            "align_step": [int(a) for a in align_steps],
+            "half_step": [int(h) for h in half_steps],
+            "predicted": predicted,
+        },
+    )
     assert abs(align_steps[0] - align_steps[1]) <= 10

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from alignkit.diagnostics.signal_propagation import kernel_alignment, layer_alignment
+from tests.claims_io import record_claims
 
 Y4 = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
 
@@ -57,6 +58,15 @@ def test_training_raises_alignment():
         loss.backward()
         opt.step()
     after = layer_alignment(net, x, y)
+    record_claims(
+        "diag_layer_alignment",
+        {
+            "layers": sorted(before),
+            "before": [before[k] for k in sorted(before)],
+            "after": [after[k] for k in sorted(before)],
+        },
+        tolerance=1e-4,
+    )
     assert all(after[k] > before[k] for k in before), (before, after)
 
 

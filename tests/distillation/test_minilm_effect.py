@@ -16,6 +16,7 @@ from alignkit.objectives.distillation import (
     train_student,
 )
 from alignkit.testbed.corpus import pretraining_documents, prompt_lines
+from tests.claims_io import record_claims
 
 LAYERS = (0, 2, 4)
 RUN = dict(steps=30, batch_size=8, max_length=24)
@@ -72,6 +73,22 @@ def test_minilm_distillation_students():
             f" | {m['speedup']:.2f}x"
         )
     init, kd = rows["init (layers 0,2,4)"], rows["distilbert (5/0/1, no MLM)"]
+    keys = {"init (layers 0,2,4)": "init", "distilbert (5/2/1)": "triple", "distilbert (5/0/1, no MLM)": "kd"}
+    keys["wid (MLM, FFN 1536->384)"] = "wid"
+    record_claims(
+        "distill_minilm",
+        {
+            f"{keys[name]}_{k}": v
+            for name, m in rows.items()
+            for k, v in (
+                ("cos", m["embedding_cosine"]),
+                ("cos_ci", [m["embedding_cosine_lo"], m["embedding_cosine_hi"]]),
+                ("params_m", m["params"] / 1e6),
+            )
+        }
+        | {"teacher_params_m": sum(p.numel() for p in teacher.parameters()) / 1e6},
+        tolerance={f"{k}_{f}": 0.01 for k in keys.values() for f in ("cos", "cos_ci")},
+    )
     # The distillation signal (soft targets + hidden-state cosine) moves the student towards the teacher.
     assert kd["embedding_cosine_lo"] > init["embedding_cosine_hi"]
     # WID folds its compactors: a narrower, smaller student.

@@ -6,6 +6,7 @@ import torch
 
 import alignkit as ak
 from alignkit.merging import self_positioning
+from tests.claims_io import record_claims
 
 D = torch.float64
 
@@ -52,5 +53,8 @@ def test_one_task_probe_pulls_its_coefficient_to_one():
     assert abs(a.item() - 1.0) < 1e-2
     # with both task vectors available, the probe of task 0 selects a ~ [1, 0]
     _, a2 = self_positioning(model, base, models, probe, loss_fn, steps=400, lr=0.05)
+    record_claims(
+        "merging_self_positioning", {"one_task": a.item(), "two_tasks": a2.tolist()}, tolerance=1e-3
+    )
     assert torch.allclose(a2.double(), torch.tensor([1.0, 0.0], dtype=D), atol=5e-2)
     assert ak.get("self_positioning").arxiv == "2410.15035"

@@ -15,6 +15,7 @@ from alignkit.objectives.sft.goldfish import goldfish_mask
 from alignkit.registry import get
 from alignkit.train import Hook, MicroBatch, TrainContext
 from alignkit.types import LossOutput, SFTBatch
+from tests.claims_io import record_claims
 from tests.effect import effect_arena_config, effect_base_config, train_policy
 
 pytestmark = pytest.mark.slow
@@ -101,6 +102,21 @@ def test_goldfish_reduces_verbatim_reproduction(effect_sentiment):
         res[name] = _memorisation(model, passages, bos, prefix)
     print("goldfish memorisation:", res)
     sft, gf = res["sft"], res["goldfish"]
+    record_claims(
+        "seed_goldfish",
+        {
+            "passages": n,
+            "base_match": res["base"]["token_match"],
+            "sft_match": sft["token_match"],
+            "sft_match_ci": list(sft["token_match_ci95"]),
+            "sft_verbatim": round(sft["exact"] * n),
+            "goldfish_match": gf["token_match"],
+            "goldfish_match_ci": list(gf["token_match_ci95"]),
+            "goldfish_verbatim": round(gf["exact"] * n),
+        },
+        tolerance={"base_match": 0.01, "sft_match": 0.02, "sft_match_ci": 0.03, "goldfish_match": 0.02}
+        | {"goldfish_match_ci": 0.03, "sft_verbatim": 0.1, "goldfish_verbatim": 0.1},
+    )
     assert sft["token_match"] > 0.6 and sft["exact"] >= 0.5  # plain SFT memorised the passages
     assert gf["token_match_ci95"][1] < sft["token_match_ci95"][0]  # non-overlapping 95% CIs
     assert gf["exact"] <= sft["exact"] - 0.4
@@ -167,6 +183,15 @@ def test_dco_vs_cross_entropy_pass_at_n_with_longer_training(effect_cache):
     print("dco pass@N:", res)
     key = f"pass@{n}"
     ce_s, ce_l, dco_l = res["ce_short"], res["ce_long"], res["dco_long"]
+    record_claims(
+        "seed_dco",
+        {
+            **{f"{k}_pass": v[key] for k, v in res.items()},
+            **{f"{k}_ci": list(v[f"{key}_ci95"]) for k, v in res.items()},
+            **{f"{k}_pass1": v["pass@1"] for k, v in res.items()},
+        },
+        tolerance=0.02,
+    )
     assert ce_l[key] > 0.05 and dco_l[key] > 0.05  # both solve some held-out problems
     assert ce_l[key] >= ce_s[f"{key}_ci95"][0]  # CE's pass@N did not fall below the short run's CI
     # DCO and CE at the same length: each mean inside the other's CI (no difference detected at this scale)
@@ -189,6 +214,15 @@ def test_irepo_and_pairwise_cringe_vs_dpo_in_the_arena(effect_cache):
     rows = {r["objective"]: r for r in result.results}
     print({k: (r["gold_reward_mean"], r["gold_reward_ci95"], r["kl_mean"]) for k, r in rows.items()})
     sft, dpo = rows["sft"], rows["dpo"]
+    record_claims(
+        "seed_irepo_cringe",
+        {
+            f"{k}_{f}": v
+            for k, r in rows.items()
+            for f, v in (("gold", r["gold_reward_mean"]), ("ci", r["gold_reward_ci95"]), ("kl", r["kl_mean"]))
+        },
+        tolerance=0.02,
+    )
     assert dpo["gold_reward_ci95"][0] > sft["gold_reward_ci95"][1]
     for name in ("irepo", "pairwise_cringe"):
         r = rows[name]

@@ -11,6 +11,7 @@ import alignkit as ak
 from alignkit.engine.tiny import tiny_llama
 from alignkit.safety import AlignGuardHook, fisher_diagonal
 from alignkit.safety._common import trainable
+from tests.claims_io import record_claims
 from tests.safety._util import REFUSALS, TOK, sft_rows
 
 
@@ -100,6 +101,11 @@ def test_fisher_guided_split_shrinks_the_alignment_critical_part_of_the_lora_upd
     )
     print(
         f"Fisher-weighted update: plain {plain_c:.3g}, AlignGuard {guard_c:.3g}; task part {plain_t:.3g}, {guard_t:.3g}"
+    )
+    record_claims(
+        "safety_alignguard_mechanism",
+        {"plain_crit": plain_c, "guard_crit": guard_c, "plain_task": plain_t, "guard_task": guard_t},
+        tolerance=0.02,
     )
     assert guard_c < 0.5 * plain_c
     assert guard_t > 0.5 * plain_t

@@ -22,6 +22,7 @@ from alignkit.scaling.time_matters import (
     fit_time_model,
     predict_time,
 )
+from tests.claims_io import record_claims
 
 DATA = Path(ak.__file__).parent / "scaling" / "data"
 
@@ -108,6 +109,11 @@ def test_llms_on_the_line_on_the_authors_data():
     xm = {"loss_x": d["loss_x"][mamba]}
     err_same = np.abs(pile_line.predict(xm) - d["loss_y"][mamba]).mean()
     err_other = np.abs(fits["C4"].predict(xm) - d["loss_y"][mamba]).mean()
+    record_claims(
+        "scaling_llms_on_the_line",
+        {"mae_pile_line": err_same, "mae_c4_line": err_other, "min_r2": min(f.r2 for f in fits.values())},
+        tolerance=1e-4,
+    )
     assert err_same < 0.05 and err_same < err_other / 3, (err_same, err_other)
 
 
@@ -187,6 +193,9 @@ def test_repeated_data_effective_params():
     loss_400m = predict("repeated_data", {"params": np.array([4e8])})
     assert effective_params(loss_400m)[0] == pytest.approx(4e8, rel=1e-9)
     assert effective_params(loss_400m)[0] / 8e8 == pytest.approx(0.5)
+    record_claims(
+        "scaling_repeated_data", {"effective_m": effective_params(loss_400m)[0] / 1e6}, tolerance=1e-6
+    )
     n = np.geomspace(1e6, 1e9, 10)
     y = _noisy("repeated_data", {"params": n}, 0.002)
     r = fit("repeated_data", {"params": n, "loss": y}, p0=dict(Nc=1e10, alpha_N=0.3), n_boot=40)

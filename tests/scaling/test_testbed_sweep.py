@@ -7,6 +7,7 @@ import pytest
 
 import alignkit as ak
 from alignkit.scaling import fit, read_runs
+from tests.claims_io import record_claims
 
 SHIPPED = Path(ak.__file__).parent / "scaling" / "data" / "testbed_sweep.csv"
 
@@ -30,6 +31,11 @@ def test_tiny_sweep_runs_and_loss_falls_with_steps(tmp_path):
 def test_chinchilla_fits_the_shipped_testbed_sweep():
     d = read_runs(SHIPPED)
     r = fit("chinchilla", d, n_boot=0, starts=3, seed=0)
+    record_claims(
+        "scaling_testbed_chinchilla",
+        {"runs": r.n, "r2": r.r2, "E": r.params["E"], "alpha": r.params["alpha"], "beta": r.params["beta"]},
+        tolerance=1e-3,
+    )
     assert r.n == 9 and r.r2 > 0.9, r
     # more tokens and more parameters both lower the predicted loss
     big = r.predict({"params": np.array([d["params"].max()]), "tokens": np.array([d["tokens"].max()])})[0]

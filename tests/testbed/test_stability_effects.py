@@ -14,6 +14,7 @@ import pytest
 
 from alignkit.testbed.model import BaseModelConfig, encode_documents, train_tokenizer
 from alignkit.testbed.stability import lr_sensitivity_fn, plot_lr_sweep, train_lm
+from tests.claims_io import record_claims
 
 pytestmark = pytest.mark.slow
 SEEDS = (0, 1, 2)
@@ -26,6 +27,15 @@ def fmt(xs: list[float]) -> str:
     m = statistics.fmean(xs)
     h = T95 * statistics.stdev(xs) / math.sqrt(len(xs))
     return f"{m:.3f} [{m - h:.3f}, {m + h:.3f}]"
+
+
+def figures(res: dict[str, list[float]]) -> dict[str, list[float] | float]:
+    """Mean over seeds and 95% t-interval of each entry (``name``, ``name_ci``), for the claims board."""
+    out: dict[str, list[float] | float] = {}
+    for k, xs in res.items():
+        m, h = statistics.fmean(xs), T95 * statistics.stdev(xs) / math.sqrt(len(xs))
+        out |= {k: m, f"{k}_ci": [m - h, m + h]}
+    return out
 
 
 def _plots_dir(tmp_path: Path) -> list[Path]:
@@ -99,6 +109,12 @@ def test_qk_norm_and_z_loss_lr_sensitivity(corpus, baseline, tmp_path):
     sens = _report("89", {"baseline": base, "qk-norm + z-loss": qkz}, init)
     diff = [a - b for a, b in zip(sens["baseline"], sens["qk-norm + z-loss"], strict=True)]
     print(f"89 sensitivity reduction (baseline - qk/z), paired by seed: {fmt(diff)}")
+    record_claims(
+        "stability_qk_zloss",
+        figures({"sens_base": sens["baseline"], "sens_qkz": sens["qk-norm + z-loss"], "reduction": diff})
+        | {"diverged": sum(not math.isfinite(v) for by in (base, qkz) for vs in by.values() for v in vs)},
+        tolerance=0.01,
+    )
     for d in _plots_dir(tmp_path):
         plot_lr_sweep(
             {"baseline": base, "qk-norm + z-loss": qkz},
@@ -119,6 +135,14 @@ def test_spike_no_more_lr_sensitivity(corpus, baseline, tmp_path):
     sens = _report("98", {"baseline": base, "scaled embed + small init": snm}, init)
     diff = [a - b for a, b in zip(sens["baseline"], sens["scaled embed + small init"], strict=True)]
     print(f"98 sensitivity reduction (baseline - spike-no-more), paired by seed: {fmt(diff)}")
+    record_claims(
+        "stability_spike_no_more",
+        figures(
+            {"sens_base": sens["baseline"], "sens_snm": sens["scaled embed + small init"], "reduction": diff}
+        )
+        | {"loss_lr001_base": statistics.fmean(base[0.01]), "loss_lr001_snm": statistics.fmean(snm[0.01])},
+        tolerance=0.01,
+    )
     for d in _plots_dir(tmp_path):
         plot_lr_sweep(
             {"baseline": base, "scaled embed + small init": snm},
@@ -150,6 +174,11 @@ def test_wsd_cooldown_shapes(corpus, tmp_path):
         print(f"103 {shape}: final held-out loss {fmt(finals[shape])}")
     d_sqrt = [a - b for a, b in zip(finals["linear"], finals["1-sqrt"], strict=True)]
     print(f"103 linear - 1-sqrt, paired by seed: {fmt(d_sqrt)}")
+    record_claims(
+        "stability_wsd_cooldown",
+        figures({"linear": finals["linear"], "sqrt": finals["1-sqrt"], "linear_minus_sqrt": d_sqrt}),
+        tolerance=0.01,
+    )
     for d in _plots_dir(tmp_path):
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
         for i, s in enumerate(shapes):
@@ -194,4 +223,10 @@ def test_loss_spikes_at_a_high_lr_without_clipping(corpus):
         print(
             f"spikes {name}: peak loss after step 10 {fmt(peak[name])}  steps above init loss {fmt(above[name])}"
         )
+    record_claims(
+        "stability_spikes",
+        figures({"peak_base": peak["baseline"], "peak_qkz": peak["qk-norm + z-loss"]})
+        | figures({"peak_snm": peak["scaled embed + small init"]}),
+        tolerance=0.02,
+    )
     assert all(math.isfinite(v) for vs in peak.values() for v in vs)

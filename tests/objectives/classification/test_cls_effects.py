@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import Any
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ import alignkit as ak
 from alignkit.objectives.classification import ClassificationBatch
 from alignkit.objectives.classification.augmix import augment_and_mix, jensen_shannon
 from alignkit.optim import SAM
+from tests.claims_io import record_claims
 
 pytestmark = pytest.mark.slow
 SEEDS = (0, 1, 2)
@@ -29,6 +31,24 @@ def interval(xs: list[float]) -> tuple[float, float, float]:
     m = statistics.fmean(xs)
     h = T95[len(xs)] * statistics.stdev(xs) / math.sqrt(len(xs))
     return m, m - h, m + h
+
+
+def figures(res: dict[str, list[float]]) -> dict[str, Any]:
+    """Each entry's mean over seeds and its 95% t-interval (``name``, ``name_ci``), for the claims board."""
+    out: dict[str, Any] = {}
+    for k, xs in res.items():
+        m, lo, hi = interval(xs)
+        out |= {k: m, f"{k}_ci": [lo, hi]}
+    return out
+
+
+def t_p_value(xs: list[float]) -> float:
+    """Two-sided one-sample t-test p-value of "mean 0" over seeds (scipy), for the board's Holm correction."""
+    from scipy import stats
+
+    if statistics.pstdev(xs) == 0:  # identical differences on every seed: the t statistic is undefined
+        return 0.0 if xs[0] != 0 else 1.0
+    return float(stats.ttest_1samp(xs, 0.0).pvalue)
 
 
 def fmt(xs: list[float]) -> str:
@@ -103,6 +123,7 @@ def test_correctness_aware_calibration_lowers_ece():
         print(f"42 ECE {k}: {fmt(v)}")
     drop = [a - b for a, b in zip(res["none"], res["ca_l2"], strict=True)]
     print(f"42 ECE drop (none - CA-l2), paired over seeds: {fmt(drop)}")
+    record_claims("cls_ca_calibration", figures(res | {"drop": drop}) | {"p_drop": t_p_value(drop)})
     assert statistics.fmean(res["ca_l2"]) < statistics.fmean(res["none"]) / 1.5
     assert statistics.fmean(res["ca_l2"]) < statistics.fmean(
         res["ca_l1"]
@@ -130,6 +151,14 @@ def test_squentropy_vs_cross_entropy_accuracy_and_calibration():
         print(f"25 {k}: accuracy {fmt(acc[k])}  ECE {fmt(cal[k])}")
     d_acc = [a - b for a, b in zip(acc["squentropy"], acc["ce"], strict=True)]
     print(f"25 accuracy difference (squentropy - CE): {fmt(d_acc)}")
+    record_claims(
+        "cls_squentropy",
+        figures(
+            {f"acc_{k}": v for k, v in acc.items()}
+            | {f"ece_{k}": v for k, v in cal.items()}
+            | {"d_acc": d_acc}
+        ),
+    )
     assert abs(statistics.fmean(d_acc)) < 0.02  # accuracy on par (within 2 points): held
     assert statistics.fmean(cal["squentropy"]) > statistics.fmean(
         cal["ce"]
@@ -197,6 +226,7 @@ def test_augmix_improves_accuracy_and_consistency_under_corruption():
         print(f"130 {k}: {fmt(v)}")
     gain = [a - b for a, b in zip(res["augmix_corrupt"], res["ce_corrupt"], strict=True)]
     print(f"130 corrupted-accuracy gain (AugMix - CE): {fmt(gain)}")
+    record_claims("cls_augmix", figures(res | {"gain": gain}) | {"p_gain": t_p_value(gain)})
     assert statistics.fmean(res["augmix_js"]) < statistics.fmean(res["ce_js"])  # more consistent predictions
     assert statistics.fmean(gain) > 0
 
@@ -232,4 +262,5 @@ def test_sam_vs_adamw_generalisation():
         print(f"55 {k}: {fmt(v)}")
     diff = [a - b for a, b in zip(res["sam_test"], res["adamw_test"], strict=True)]
     print(f"55 test-accuracy difference (SAM - AdamW): {fmt(diff)}")
+    record_claims("cls_sam", figures(res | {"diff": diff}) | {"p_diff": t_p_value(diff)})
     assert interval(diff)[1] > 0  # SAM's test accuracy is higher on every seed's pairing (a small gain)

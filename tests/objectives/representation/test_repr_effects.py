@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import alignkit as ak
-from alignkit.eval.metrics import bootstrap_ci
+from alignkit.eval.metrics import bootstrap_ci, bootstrap_p_value
 from alignkit.objectives.representation import EmbeddingBatch, MultiViewBatch, PairBatch
 from alignkit.objectives.representation.clip_ssl import nt_xent
+from tests.claims_io import record_claims
 
 pytestmark = pytest.mark.slow
 SEEDS = (0, 1, 2, 3, 4)
@@ -75,6 +76,14 @@ def _summary(name: str, vals: list[float]) -> tuple[float, tuple[float, float]]:
     return m, ci
 
 
+def _figures(**vals: list[float]) -> dict[str, float | list[float]]:
+    """Mean and 95% bootstrap interval over seeds of each list (``name``, ``name_ci``), for the claims board."""
+    out: dict[str, float | list[float]] = {}
+    for k, v in vals.items():
+        out |= {k: float(np.mean(v)), f"{k}_ci": list(bootstrap_ci(v))}
+    return out
+
+
 def test_batch_hard_vs_batch_all_digits_recall_at_1():
     """Claim (arXiv:1703.07737): batch-hard mining beats batch-all. Digits, MLP 64-128-32, P x K = 8 x 4,
     200 Adam steps at 1e-3, 5 seeds; Recall@1 on 797 held-out digits. See the printed numbers.
@@ -88,6 +97,7 @@ def test_batch_hard_vs_batch_all_digits_recall_at_1():
     _summary("batch-all margin 0.2", all_)
     diff = [h - a for h, a in zip(hard, all_, strict=True)]
     _summary("paired diff hard(soft) - all", diff)
+    record_claims("repr_batch_hard", _figures(hard_soft=hard, hard_margin=hard_m, batch_all=all_, diff=diff))
     assert min(hard + hard_m + all_) > 0.9  # all three learn a good metric
     # measured: no difference at this scale (digits are easy: every variant lands at ~0.97); what is asserted is
     # that the two are within 2 points of each other, not the paper's claim
@@ -102,7 +112,11 @@ def test_metrix_vs_contrastive_base_digits_recall_at_1():
     mix = [_train_metric("metrix", {"mix_weight": 1.0, "seed": s}, s) for s in SEEDS]
     _summary("contrastive (metrix mix_weight=0)", base)
     _summary("metrix", mix)
-    _summary("paired diff metrix - base", [m - b for m, b in zip(mix, base, strict=True)])
+    diff = [m - b for m, b in zip(mix, base, strict=True)]
+    _summary("paired diff metrix - base", diff)
+    record_claims(
+        "repr_metrix", _figures(base=base, metrix=mix, diff=diff) | {"p_diff": bootstrap_p_value(diff)}
+    )
     assert min(base + mix) > 0.9
     assert np.mean(mix) > np.mean(base) - 0.01  # Metrix does not hurt (the claimed gain: see the printed CI)
 
@@ -149,7 +163,11 @@ def test_siglip_vs_clip_softmax_at_small_batch():
     clp = [_train_pairs("clip", s) for s in SEEDS]
     _summary("siglip batch 8", sig)
     _summary("clip batch 8", clp)
-    _summary("paired diff siglip - clip", [a - b for a, b in zip(sig, clp, strict=True)])
+    diff = [a - b for a, b in zip(sig, clp, strict=True)]
+    _summary("paired diff siglip - clip", diff)
+    record_claims(
+        "repr_siglip", _figures(siglip=sig, clip=clp, diff=diff) | {"p_diff": bootstrap_p_value(diff)}
+    )
     assert min(sig + clp) > 0.05  # far above chance (0.002)
     assert np.mean(sig) >= np.mean(clp) - 0.02  # "as good as" (measured: better)
 
@@ -193,7 +211,9 @@ def test_mv_infonce_three_views_vs_pairwise_infonce():
     pw = [_train_views("pairwise", s) for s in SEEDS]
     _summary("mv_infonce 3 views", mv)
     _summary("pairwise InfoNCE 3 views", pw)
-    _summary("paired diff mv - pairwise", [a - b for a, b in zip(mv, pw, strict=True)])
+    diff = [a - b for a, b in zip(mv, pw, strict=True)]
+    _summary("paired diff mv - pairwise", diff)
+    record_claims("repr_mv_infonce", _figures(mv=mv, pairwise=pw, diff=diff))
     assert min(mv + pw) > 0.8
     assert np.mean(mv) > np.mean(pw) - 0.02  # not worse; the claimed gain: see the printed CI
 
@@ -263,6 +283,21 @@ def test_minilm_infonce_improves_alignment_without_destroying_uniformity(tmp_pat
     after = measure(r.model, r.tokenizer)
     print("minilm before:", before)
     print("minilm after: ", after)
+    record_claims(
+        "repr_minilm_align_uniform",
+        {
+            f"{when}_{k}": v
+            for when, m in (("before", before), ("after", after))
+            for key, k in (("alignment", "align"), ("uniformity", "unif"), ("recall@1", "r1"))
+            for v in (m[key][0],)
+        }
+        | {
+            f"{when}_{k}_ci": list(m[key][1])
+            for when, m in (("before", before), ("after", after))
+            for key, k in (("alignment", "align"), ("uniformity", "unif"), ("recall@1", "r1"))
+        },
+        tolerance=0.01,
+    )
     # measured: alignment unchanged (CIs overlap), uniformity and Recall@1 improve. Asserted: no collapse —
     # uniformity no worse than before's interval, retrieval no worse than before's interval
     assert after["uniformity"][0] <= before["uniformity"][1][1]
