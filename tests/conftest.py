@@ -15,7 +15,10 @@ from tests.effect import effect_base_config  # noqa: E402
 
 @pytest.fixture(scope="session")
 def effect_cache(tmp_path_factory):
-    """One cache folder for every slow effect test, so the effect base model and arena data are built once."""
+    """One cache folder for every slow effect test, so the effect base model and arena data are built once
+    (``ALIGNKIT_EFFECT_CACHE``: a persistent folder instead, to reuse built base models across sessions)."""
+    if os.environ.get("ALIGNKIT_EFFECT_CACHE"):
+        return os.environ["ALIGNKIT_EFFECT_CACHE"]
     return tmp_path_factory.mktemp("alignkit-effect-cache")
 
 

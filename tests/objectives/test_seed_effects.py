@@ -148,7 +148,7 @@ def test_dco_vs_cross_entropy_pass_at_n_with_longer_training(effect_cache):
     from alignkit.testbed import get_base_model
     from alignkit.testbed.tasks import ArithTask
 
-    task = ArithTask(max_digits=2)
+    task = ArithTask(max_digits=2, curriculum=False)
     base = get_base_model(task, effect_base_config("arith"), cache_dir=effect_cache, progress=False)
     tok = base.tokenizer
     eos = tok.eos_token_id

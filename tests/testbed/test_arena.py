@@ -186,3 +186,209 @@ def test_dpo_raises_gold_reward_over_sft_on_sentiment(effect_cache):
         },
         tolerance=0.02,
     )
+
+
+def _fake_data(n_pairs: int, n_eval_pairs: int, rewards):
+    from alignkit.eval.evaluate import Samples
+    from alignkit.testbed.arena import ArenaData
+
+    samples = Samples([], [], rewards)
+    pair = {"prompt_ids": [0], "chosen_ids": [1], "rejected_ids": [2]}
+    return ArenaData([], [], [pair] * n_pairs, [pair] * n_eval_pairs, samples, None, [], None, None)
+
+
+def test_degeneracy_names_each_reason():
+    """Issue #23: a 3-digit arith arena built 7 training pairs, 0 eval pairs, SFT pass@1 0.000 and reported every
+    objective at 0.000 as if normal. Each of those conditions is named; a healthy arena has none."""
+    from alignkit.testbed.arena import MIN_EVAL_PAIRS, MIN_TRAIN_PAIRS, degeneracy
+
+    healthy = _fake_data(MIN_TRAIN_PAIRS, MIN_EVAL_PAIRS, [[0.0, 1.0], [1.0, 1.0]])
+    assert degeneracy(healthy, [{"gold_reward_mean": 0.5}, {"gold_reward_mean": 0.6}]) == []
+    bad = _fake_data(7, 0, [[0.0, 0.0], [0.0, 0.0]])
+    reasons = degeneracy(
+        bad, [{"gold_reward_mean": 0.0}, {"gold_reward_mean": 0.0}, {"gold_reward_mean": 0.0}]
+    )
+    assert len(reasons) == 4
+    assert "only 7 training pairs" in reasons[0] and "only 0 held-out pairs" in reasons[1]
+    assert "never solves the task" in reasons[2] and "all 3 runs have the same mean gold reward" in reasons[3]
+    assert "always solves" in degeneracy(_fake_data(500, 50, [[1.0, 1.0]]))[0]
+
+
+def test_a_degenerate_arena_warns_on_the_terminal_in_the_report_and_in_results_json(
+    tiny_sentiment, tiny_cache, tiny_config, tmp_path
+):
+    """A deliberately degenerate config (12 train prompts -> at most 12 pairs, 4 eval prompts): the arena runs but
+    says so loudly — a Python warning, a red line on the terminal, a block at the top of report.md, the verdict
+    prefixed, and ``degenerate`` / ``warnings`` in results.json."""
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    cfg = ArenaConfig(objectives=("sft", "dpo"), sweep_betas=(), base=tiny_config(), train_prompts=12,
+                      eval_prompts=4, eval_samples=2, steps=2, batch_size=4, displacement_pairs=4,
+                      output=tmp_path / "out", cache_dir=tiny_cache, progress=False)  # fmt: skip
+    with pytest.warns(UserWarning, match="degenerate arena"):
+        result = run_arena(cfg, console=console)
+    assert result.degenerate and any("training pairs" in w for w in result.warnings)
+    term = console.export_text()
+    assert "WARNING" in term and "degenerate arena" in term
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["degenerate"] is True and data["warnings"] == result.warnings
+    report = (tmp_path / "out" / "report.md").read_text()
+    head = report.split("## Results")[0]
+    assert "WARNING — degenerate arena" in head and "DEGENERATE ARENA" in report
+
+
+@pytest.mark.slow
+def test_arith_defaults_give_a_non_degenerate_arena(effect_cache):
+    """Issue #23: the arith defaults (2-digit curriculum, near-character tokenizer) at the effect-test base size
+    leave the base model partly right, so the arena has pairs to train on and something to improve. SFT only (the
+    data phase is what can be degenerate), 1000 train / 300 eval prompts x 4 samples."""
+    from alignkit.testbed.arena import MIN_EVAL_PAIRS, MIN_TRAIN_PAIRS
+    from tests.effect import effect_arena_config, effect_base_config
+
+    result = run_arena(
+        effect_arena_config(effect_cache, task="arith", base=effect_base_config("arith"), objectives=("sft",))
+    )
+    (sft,) = result.results
+    p1 = result.details[0]["task_metrics"]["pass@1"]
+    print(f"arith SFT pass@1 {p1}, gold {sft['gold_reward_mean']:.3f}, warnings {result.warnings}")
+    assert not result.degenerate, result.warnings
+    assert 0.0 < p1["ci95"][0] and p1["ci95"][1] < 0.95  # partly solved: strictly between 0 and 1
+    data = run_arena(
+        effect_arena_config(
+            effect_cache, task="arith", base=effect_base_config("arith"), objectives=("sft",)
+        ),
+        output=None,
+    )
+    assert data.results[0]["gold_reward_mean"] == sft["gold_reward_mean"]  # cached data, same figures
+    assert MIN_TRAIN_PAIRS <= 1000 and MIN_EVAL_PAIRS <= 300
+
+
+@pytest.mark.slow
+def test_dpo_lowers_the_harmful_score_on_safety(effect_cache):
+    """Issue #23: on ``safety`` the task's own figures judge (harmful score, helpfulness on benign prompts,
+    over-refusal), not the gold reward that mixes them. The effect arena (1000 prompts, 150 steps at lr 2e-4), DPO
+    beta 0.1 over three training seeds (0, 1, 2; the preference data is shared), each seed's figures from 300 eval
+    prompts x 4 samples; DPO's across-seed 95% t-interval against SFT's 95% CI over prompts."""
+    from alignkit.eval.metrics import seed_interval
+    from alignkit.testbed.report import headline_verdicts
+    from tests.claims_io import record_claims
+    from tests.effect import effect_arena_config, effect_base_config
+
+    result = run_arena(
+        effect_arena_config(effect_cache, task="safety", base=effect_base_config("safety"), seeds=(0, 1, 2))
+    )
+    assert not result.degenerate, result.warnings
+    sft = result.details[0]["task_metrics"]
+    dpo = [
+        d["task_metrics"]
+        for r, d in zip(result.results, result.details, strict=True)
+        if r["objective"] == "dpo"
+    ]
+    assert len(dpo) == 3
+    figs = {
+        k: seed_interval([d[k]["mean"] for d in dpo])
+        for k in ("harmful_score", "helpfulness", "over_refusal")
+    }
+    gold = seed_interval([r["gold_reward_mean"] for r in result.results if r["objective"] == "dpo"])
+    for line in headline_verdicts(result):
+        print(line)
+    record_claims(
+        "arena_safety_dpo",
+        {
+            "sft_hs": sft["harmful_score"]["mean"],
+            "sft_hs_ci": sft["harmful_score"]["ci95"],
+            "dpo_hs": figs["harmful_score"]["mean"],
+            "dpo_hs_ci": figs["harmful_score"]["ci95"],
+            "dpo_hs_seeds": figs["harmful_score"]["values"],
+            "sft_help": sft["helpfulness"]["mean"],
+            "sft_help_ci": sft["helpfulness"]["ci95"],
+            "dpo_help": figs["helpfulness"]["mean"],
+            "dpo_help_ci": figs["helpfulness"]["ci95"],
+            "sft_or": sft["over_refusal"]["mean"],
+            "dpo_or": figs["over_refusal"]["mean"],
+            "dpo_or_ci": figs["over_refusal"]["ci95"],
+            "sft_gold": result.results[0]["gold_reward_mean"],
+            "dpo_gold": gold["mean"],
+            "dpo_gold_ci": gold["ci95"],
+        },
+        tolerance=0.03,
+    )
+    # Measured (3 seeds): DPO harmful score 0.079 / 0.116 / 0.088 -> 0.095 [0.047, 0.142] vs SFT 0.101 [0.070,
+    # 0.134]: NOT separated (the claim that DPO lowers it does not hold on the effect base); helpfulness falls
+    # (0.059 [0.052, 0.065] vs 0.095 [0.073, 0.118]) and so does the gold reward (0.268 vs 0.314).
+    assert not figs["harmful_score"]["ci95"][1] < sft["harmful_score"]["ci95"][0]
+    assert figs["helpfulness"]["mean"] < sft["helpfulness"]["mean"]
+
+
+def _fake_safety_result(dpo_hs: list[float]):
+    from alignkit.testbed.arena import ArenaResult
+
+    def tm(hs, help_, ref, w=0.02):
+        return {
+            "harmful_score": {"mean": hs, "ci95": [hs - w, hs + w]},
+            "helpfulness": {"mean": help_, "ci95": [help_ - w, help_ + w]},
+            "over_refusal": {"mean": ref, "ci95": [max(0.0, ref - w), ref + w]},
+        }
+
+    rows = [{"objective": "sft", "beta": None, "seed": 0, "gold_reward_mean": 0.5, "gold_reward_ci95": [0.45, 0.55],
+             "kl_mean": 0.0, "win_rate": 0.5, "ranking_accuracy": 0.6, "seconds": 1.0}]  # fmt: skip
+    details = [{"sweep": False, "task_metrics": tm(0.10, 0.60, 0.01)}]
+    for s, hs in enumerate(dpo_hs):
+        rows.append({**rows[0], "objective": "dpo", "beta": 0.1, "seed": s, "gold_reward_mean": 0.52})
+        details.append({"sweep": False, "task_metrics": tm(hs, 0.60, 0.01)})
+    return ArenaResult("safety", rows, details, [], {}, None, [])
+
+
+def test_safety_headline_leads_and_uses_the_across_seed_interval(tmp_path):
+    """Issue #23: on ``safety`` the table's first figures are the harmful score, helpfulness and over-refusal, and
+    the headline compares DPO's across-seed t-interval to SFT's CI per figure. Hand check: DPO harmful scores 0.04,
+    0.05, 0.06 -> mean 0.05, sd 0.01, half-width t(0.975, 2) * 0.01 / sqrt(3) = 0.0248 -> [0.025, 0.075], below
+    SFT's [0.08, 0.12]."""
+    from alignkit.testbed.report import _headers, _table_rows, headline_verdicts, verdict
+
+    res = _fake_safety_result([0.04, 0.05, 0.06])
+    heads = _headers(res)
+    assert heads[2:5] == [
+        "harmful score (lower better)",
+        "helpfulness (higher better)",
+        "over refusal (lower better)",
+    ]
+    assert heads.index("gold reward [95% CI]") == 5
+    assert _table_rows(res)[0][2] == "0.100 [0.080, 0.120]"
+    hs, help_, _ = headline_verdicts(res)
+    assert (
+        "harmful score 0.050 [0.025, 0.075] (across-seed interval (3 seeds)) vs SFT 0.100 [0.080, 0.120]"
+        in hs
+    )
+    assert "lower (lower is better: better), separated intervals" in hs
+    assert "overlapping intervals" in help_
+    assert "over 3 seeds" in verdict(res)
+    from rich.console import Console
+
+    from alignkit.testbed.report import print_summary
+
+    console = Console(record=True, width=400)
+    print_summary(res, console)
+    term = console.export_text()
+    assert "harmful score (lower better)" in term and "separated intervals" in term
+    assert term.index("dpo (β=0.1) harmful score") < term.index("gold reward (mixes the figures above)")
+    from types import SimpleNamespace
+
+    from alignkit.testbed.report import write_markdown
+
+    md = write_markdown(
+        res,
+        ArenaConfig(task="safety", output=None, progress=False),
+        SimpleNamespace(stats={}, path="base"),
+        SimpleNamespace(pairs=[], eval_pairs=[], eval_prompts=[]),
+        tmp_path / "report.md",
+    ).read_text()
+    top = md.split("## Results")[0]
+    assert "**dpo (β=0.1) harmful score 0.050 [0.025, 0.075]" in top  # the headline leads the report
+    assert "| objective | seed | harmful score (lower better) |" in md
+    one = headline_verdicts(_fake_safety_result([0.05]))[0]
+    assert "95% CI over prompts" in one and "[0.030, 0.070]" in one
+    # a task without headline figures keeps the old table
+    res.task = "sentiment"
+    assert headline_verdicts(res) == [] and _headers(res)[2] == "gold reward [95% CI]"

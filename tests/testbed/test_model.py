@@ -71,5 +71,8 @@ def test_cache_path_follows_task_settings(tmp_path):
     from alignkit.testbed.tasks import ArithTask
 
     cfg = ArithTask().base_config()
-    default, two = model_path(ArithTask(), cfg, tmp_path), model_path(ArithTask(max_digits=2), cfg, tmp_path)
+    default, two = (
+        model_path(ArithTask(max_digits=3, curriculum=False), cfg, tmp_path),
+        model_path(ArithTask(max_digits=2, curriculum=False), cfg, tmp_path),
+    )
     assert default != two and default.name == f"arith-{cfg.key()}" and two.name == f"arith-d2-{cfg.key()}"

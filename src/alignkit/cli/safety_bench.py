@@ -2,11 +2,13 @@
 
     alignkit safety-bench                 # ./safety-bench: sft, lisa, booster at p = 0, 0.05, 0.1, 0.2
     alignkit safety-bench --methods sft lisa booster --ratios 0 0.05 0.1 0.2 --steps 80 --output runs/safety
+    alignkit safety-bench --methods sft lisa --ratios 0.1 --seeds 0 1 2    # across-seed intervals
 
 Aligns the testbed ``safety`` base model (SFT on refusal data; Booster in this stage), fine-tunes it on a benign
 user task mixed with a share p of harmful rows (Lisa / AlignGuard in this stage), and reports the harmful score
-and the fine-tune accuracy with 95% CIs. Writes results.json, results.md (table) and harmful.png (harmful
-score vs p per method) under --output. See ``alignkit.safety.bench``.
+the fine-tune accuracy and the over-refusal of the user task with 95% CIs (across training seeds with --seeds).
+Writes results.json, results.md (table) and harmful.png (harmful score and fine-tune accuracy vs p per method,
+side by side, with the majority-class rate) under --output. See ``alignkit.safety.bench``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="fine-tuning learning rate")  # fmt: skip
     p.add_argument("--n-eval", type=int, default=d.n_eval, help="eval prompts of each kind")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of data, training and sampling")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                   help="several training seeds (overrides --seed): per-seed rows, across-seed 95%% t-intervals, "
+                        "and defence-minus-plain differences paired by seed")  # fmt: skip
     p.add_argument("--pretrain-steps", type=int,
                    help="base-model pretraining steps (default: the bench's, 200; a new value builds a new model)")  # fmt: skip
     p.add_argument("--cache-dir", help="cache folder (default: the cache root, see `alignkit cache`)")
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         n_eval=args.n_eval,
         seed=args.seed,
+        seeds=tuple(args.seeds or ()),
         cache_dir=args.cache_dir,
         base=base,
     )

@@ -2,6 +2,7 @@
 percentile-bootstrap confidence interval over prompts.
 
 - :func:`bootstrap_ci` / :func:`mean_ci` — mean and 95% bootstrap CI of per-prompt values.
+- :func:`seed_interval` — mean of per-seed figures with its 95% Student-t interval across training seeds.
 - :func:`bootstrap_p_value` / :func:`holm` — a two-sided bootstrap p-value for a mean (e.g. of paired differences)
   and Holm's step-down correction over a family of such comparisons (Holm 1979, "A Simple Sequentially Rejective
   Multiple Test Procedure", Scand. J. Statist. 6:65–70).
@@ -64,6 +65,20 @@ def mean_ci(
     arr = _as_array("values", values)
     lo, hi = bootstrap_ci(arr, seed=seed, n_resamples=n_resamples)
     return {"mean": float(arr.mean()), "ci95": [lo, hi], "n": int(arr.size)}
+
+
+def seed_interval(values: Sequence[float]) -> dict[str, Any]:
+    """Mean of per-seed figures with its 95% Student-t interval across seeds (``[m, m]`` for one seed)."""
+    import statistics
+
+    from scipy.stats import t
+
+    xs = [float(v) for v in values]
+    m = statistics.fmean(xs)
+    if len(xs) < 2:
+        return {"mean": m, "ci95": [m, m], "n": len(xs), "values": xs}
+    h = float(t.ppf(0.975, len(xs) - 1)) * statistics.stdev(xs) / math.sqrt(len(xs))
+    return {"mean": m, "ci95": [m - h, m + h], "n": len(xs), "values": xs}
 
 
 def bootstrap_p_value(

@@ -67,6 +67,11 @@ OBJECTIVE_SETTINGS: dict[str, dict[str, Any]] = {
     # margin 0; without sampled contrast tokens its contrast is the unlikelihood term.
     "pairwise_cringe": {"hyper_parameters": {"alpha": 1.0, "margin": 0.0}},
 }
+#: Below these counts of training / held-out pairs an arena's comparison means nothing (issue #23: a cold-cache
+#: 3-digit arith arena built 7 training and 0 eval pairs and reported 0.000 for every objective as if normal).
+#: 100 pairs are ~6 batches of the default 16; 20 held-out pairs give ranking accuracy a CI narrower than ±0.25.
+MIN_TRAIN_PAIRS = 100
+MIN_EVAL_PAIRS = 20
 #: Extra betas of the sweep objective, for the gold-reward-vs-KL frontier.
 DEFAULT_SWEEP_BETAS: tuple[float, ...] = (0.03, 0.5)
 
@@ -190,9 +195,22 @@ class ArenaResult:
     histories: dict[str, list[dict[str, Any]]]
     output: Path | None
     files: list[Path]
+    #: why the comparison is degenerate (:func:`degeneracy`); empty when it is not
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def degenerate(self) -> bool:
+        return bool(self.warnings)
 
     def to_json(self) -> dict[str, Any]:
-        return {"task": self.task, "results": self.results, "details": self.details, "phases": self.phases}
+        return {
+            "task": self.task,
+            "degenerate": self.degenerate,
+            "warnings": self.warnings,
+            "results": self.results,
+            "details": self.details,
+            "phases": self.phases,
+        }
 
 
 # --- phases ---------------------------------------------------------------------------------------------------
@@ -345,6 +363,45 @@ def prepare_data(cfg: ArenaConfig, base: BaseModel, task: Task) -> ArenaData:
     )
 
 
+def degeneracy(data: ArenaData, results: Sequence[dict[str, Any]] = ()) -> list[str]:
+    """Why the arena's comparison is degenerate (empty: it is not): too few training or held-out pairs
+    (:data:`MIN_TRAIN_PAIRS`, :data:`MIN_EVAL_PAIRS`), an SFT policy whose eval samples all get the same gold reward
+    (the base model never, or always, solves the task: nothing to improve or to learn from), or every finished run
+    with the same mean gold reward."""
+    out = []
+    if len(data.pairs) < MIN_TRAIN_PAIRS:
+        out.append(
+            f"only {len(data.pairs)} training pairs (fewer than {MIN_TRAIN_PAIRS}): most prompts' samples tie on the "
+            "gold reward, so the objectives train on (almost) nothing"
+        )
+    if len(data.eval_pairs) < MIN_EVAL_PAIRS:
+        out.append(
+            f"only {len(data.eval_pairs)} held-out pairs (fewer than {MIN_EVAL_PAIRS}): ranking accuracy and "
+            "displacement are not measured"
+        )
+    flat = [float(x) for r in data.sft_samples.rewards for x in r]
+    if flat and max(flat) - min(flat) < 1e-12:
+        out.append(
+            f"every SFT eval sample has gold reward {flat[0]:.3f}: the base model "
+            f"{'never' if flat[0] <= 0 else 'always'} solves the task, so there is nothing to compare"
+        )
+    means = [r["gold_reward_mean"] for r in results if r.get("gold_reward_mean") is not None]
+    if len(means) > 1 and max(means) - min(means) < 1e-12:
+        out.append(
+            f"all {len(means)} runs have the same mean gold reward ({means[0]:.3f}): the objectives tie"
+        )
+    return out
+
+
+def _warn(console: Any, reasons: Sequence[str]) -> None:
+    import warnings
+
+    msg = "degenerate arena — " + "; ".join(reasons)
+    warnings.warn(msg, stacklevel=3)
+    if console is not None:
+        console.print(f"[bold red]WARNING: {msg}. Its figures do not compare the objectives.[/bold red]")
+
+
 def _train_rows(name: str, pairs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     from alignkit.registry import get
     from alignkit.types import UnpairedBatch
@@ -446,6 +503,9 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
                 f"(mean gold margin {summ['mean_margin']:.3f}, {summ['agree_with_gold']:.0%} agree with gold), "
                 f"{len(data.eval_pairs)} eval pairs -> {data.path}"
             )
+        early = degeneracy(data)
+        if early:
+            _warn(console, early)
     sft_rewards = data.sft_samples.rewards
     out_dir = Path(cfg.output) if cfg.output is not None else None
     runs = list(cfg.runs())
@@ -544,6 +604,9 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
                 out_dir / "results.json", _results_json(partial, cfg, base, data, runs_planned=len(runs))
             )
     result = ArenaResult(task.name, results, details, phases.records, histories, out_dir, [])
+    result.warnings = degeneracy(data, results)
+    if result.warnings and result.warnings != early:
+        _warn(console, result.warnings)
     if out_dir is not None:
         from alignkit.testbed.report import write_report
 
@@ -575,8 +638,11 @@ def _results_json(
     settings["output"] = str(cfg.output) if cfg.output is not None else None
     settings["cache_dir"] = str(cfg.cache_dir) if cfg.cache_dir is not None else None
     settings["objective_settings"] = {n: cfg.settings(n) for n in cfg.objectives if n != "sft"}
+    warnings = result.warnings or degeneracy(data, result.results)
     return {
         "task": result.task,
+        "degenerate": bool(warnings),
+        "warnings": warnings,
         "complete": runs_planned is None,
         **({"runs_planned": runs_planned} if runs_planned is not None else {}),
         "results": result.results,

@@ -18,9 +18,29 @@ def _name(r: dict[str, Any]) -> str:
     return r["objective"] if r["beta"] is None else f"{r['objective']} (β={r['beta']:g})"
 
 
+def _headline(result: ArenaResult) -> list[str]:
+    from alignkit.testbed.tasks import get_task
+
+    return [m for m, _ in get_task(result.task).headline]
+
+
+def _headers(result: ArenaResult) -> list[str]:
+    """The table's columns: the task's headline metrics (if any) first, then :data:`HEADERS`."""
+    from alignkit.testbed.tasks import get_task
+
+    lead = [f"{m.replace('_', ' ')} ({b} better)" for m, b in get_task(result.task).headline]
+    return [*HEADERS[:2], *lead, *HEADERS[2:]]
+
+
 def _table_rows(result: ArenaResult) -> list[list[str]]:
     rows = []
+    lead = _headline(result)
     for r, d in zip(result.results, result.details, strict=True):
+        tm = d.get("task_metrics") or {}
+        lead_cells = [
+            f"{tm[m]['mean']:.3f} [{tm[m]['ci95'][0]:.3f}, {tm[m]['ci95'][1]:.3f}]" if m in tm else "-"
+            for m in lead
+        ]
         disp = d.get("displacement")
         disp_s = "-" if not disp else f"{disp['chosen']['mean']:+.1f} / {disp['rejected']['mean']:+.1f}"
         kl = "-" if r["kl_mean"] is None else f"{r['kl_mean']:.2f}"
@@ -28,6 +48,7 @@ def _table_rows(result: ArenaResult) -> list[list[str]]:
             [
                 _name(r),
                 str(r["seed"]),
+                *lead_cells,
                 f"{r['gold_reward_mean']:.3f} [{r['gold_reward_ci95'][0]:.3f}, {r['gold_reward_ci95'][1]:.3f}]",
                 kl,
                 _fmt(r["win_rate"]),
@@ -53,26 +74,89 @@ HEADERS = [
 ]
 
 
-def verdict(result: ArenaResult, objective: str = "dpo") -> str | None:
-    """A sentence comparing ``objective`` (its main run) to the SFT baseline by their 95% CIs."""
-    sft = next((r for r in result.results if r["objective"] == "sft"), None)
-    main = [
-        r
+def _main_runs(result: ArenaResult, objective: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(row, detail) of ``objective``'s main (non-sweep) runs at its first beta, one per training seed."""
+    runs = [
+        (r, d)
         for r, d in zip(result.results, result.details, strict=True)
         if r["objective"] == objective and not d.get("sweep")
     ]
+    return [(r, d) for r, d in runs if r["beta"] == runs[0][0]["beta"]] if runs else []
+
+
+def _seeds_text(values: list[float]) -> str:
+    from alignkit.eval.metrics import seed_interval
+
+    si = seed_interval(values)
+    return f"{si['mean']:.3f} [{si['ci95'][0]:.3f}, {si['ci95'][1]:.3f}] over {len(values)} seeds"
+
+
+def headline_verdicts(result: ArenaResult, objective: str = "dpo") -> list[str]:
+    """For a task with headline metrics (``Task.headline``, e.g. ``safety``'s harmful score, helpfulness and
+    over-refusal), one sentence per metric comparing ``objective`` to SFT: with one seed by the 95% CIs over prompts,
+    with several by the across-seed 95% t-interval against SFT's CI (SFT is not trained, so has no seed spread)."""
+    from alignkit.eval.metrics import seed_interval
+    from alignkit.testbed.tasks import get_task
+
+    headline = get_task(result.task).headline
+    sft = next(
+        (d for r, d in zip(result.results, result.details, strict=True) if r["objective"] == "sft"), None
+    )
+    main = _main_runs(result, objective)
+    if not headline or sft is None or not main:
+        return []
+    out = []
+    for metric, better in headline:
+        if metric not in (sft.get("task_metrics") or {}) or any(
+            metric not in d["task_metrics"] for _, d in main
+        ):
+            continue
+        s = sft["task_metrics"][metric]
+        vals = [d["task_metrics"][metric]["mean"] for _, d in main]
+        if len(vals) > 1:
+            iv = seed_interval(vals)
+            what = f"across-seed interval ({len(vals)} seeds)"
+        else:
+            iv = main[0][1]["task_metrics"][metric]
+            what = "95% CI over prompts"
+        sep = not overlap(iv["ci95"], s["ci95"])
+        lower = iv["mean"] < s["mean"]
+        good = lower if better == "lower" else not lower
+        name = metric.replace("_", " ")
+        out.append(
+            f"{objective} (β={main[0][0]['beta']:g}) {name} {iv['mean']:.3f} [{iv['ci95'][0]:.3f}, "
+            f"{iv['ci95'][1]:.3f}] ({what}) vs SFT {s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]: "
+            f"{'lower' if lower else 'higher'} ({better} is better: {'better' if good else 'worse'}), "
+            f"{'separated' if sep else 'overlapping'} intervals."
+        )
+    return out
+
+
+def verdict(result: ArenaResult, objective: str = "dpo") -> str | None:
+    """A sentence comparing ``objective`` (its main run; with several seeds, its across-seed 95% t-interval) to the
+    SFT baseline by gold reward; prefixed with a warning when the arena is degenerate."""
+    sft = next((r for r in result.results if r["objective"] == "sft"), None)
+    main = _main_runs(result, objective)
     if sft is None or not main:
         return None
-    r = main[0]
-    sep = not overlap(r["gold_reward_ci95"], sft["gold_reward_ci95"])
-    above = r["gold_reward_mean"] > sft["gold_reward_mean"]
-    rel = "above" if above else "below"
-    ci = "non-overlapping" if sep else "overlapping"
+    warn = "DEGENERATE ARENA (see the warnings): " if getattr(result, "warnings", None) else ""
+    r = main[0][0]
+    if len(main) > 1:
+        from alignkit.eval.metrics import seed_interval
+
+        iv = seed_interval([m["gold_reward_mean"] for m, _ in main])
+        mean, ci, what = iv["mean"], iv["ci95"], f"across-seed interval over {len(main)} seeds"
+    else:
+        mean, ci, what = r["gold_reward_mean"], r["gold_reward_ci95"], "95% CI"
+    sep = not overlap(ci, sft["gold_reward_ci95"])
+    rel = "above" if mean > sft["gold_reward_mean"] else "below"
+    kl = [m["kl_mean"] for m, _ in main if m["kl_mean"] is not None]
+    kl_s = f" at KL {sum(kl) / len(kl):.2f} nats" if kl else ""
     return (
-        f"{objective} (β={r['beta']:g}) gold reward {r['gold_reward_mean']:.3f} is {rel} SFT's "
-        f"{sft['gold_reward_mean']:.3f} with {ci} 95% CIs "
-        f"([{r['gold_reward_ci95'][0]:.3f}, {r['gold_reward_ci95'][1]:.3f}] vs "
-        f"[{sft['gold_reward_ci95'][0]:.3f}, {sft['gold_reward_ci95'][1]:.3f}]) at KL {r['kl_mean']:.2f} nats."
+        f"{warn}{objective} (β={r['beta']:g}) gold reward {mean:.3f} is {rel} SFT's "
+        f"{sft['gold_reward_mean']:.3f} with {'non-overlapping' if sep else 'overlapping'} intervals "
+        f"([{ci[0]:.3f}, {ci[1]:.3f}] {what} vs [{sft['gold_reward_ci95'][0]:.3f}, "
+        f"{sft['gold_reward_ci95'][1]:.3f}]){kl_s}."
     )
 
 
@@ -87,14 +171,19 @@ def print_summary(result: ArenaResult, console: Any) -> None:
     phases.add_row("[bold]total", f"[bold]{sum(p['seconds'] for p in result.phases):.1f}")
     console.print(phases)
     table = Table(title=f"arena: task {result.task} (mean over prompts, 95% bootstrap CI)")
-    for h in HEADERS:
+    for h in _headers(result):
         table.add_column(h, justify="left" if h == "objective" else "right")
     for row in _table_rows(result):
         table.add_row(*row)
     console.print(table)
+    for w in getattr(result, "warnings", []):
+        console.print(f"[bold red]WARNING (degenerate arena): {w}[/bold red]")
+    heads = headline_verdicts(result)
+    for h in heads:
+        console.print(f"[bold]{h}[/bold]")
     v = verdict(result)
     if v:
-        console.print(v)
+        console.print(("gold reward (mixes the figures above): " if heads else "") + v)
     if result.output is not None:
         console.print(f"report: {result.output / 'report.md'}")
 
@@ -172,9 +261,19 @@ def write_markdown(
     result: ArenaResult, cfg: ArenaConfig, base: BaseModel, data: ArenaData, path: Path
 ) -> Path:
     s = base.stats
+    warn = []
+    if getattr(result, "warnings", None):
+        warn = [
+            "> **WARNING — degenerate arena: its figures do not compare the objectives.**",
+            *[f"> - {w}" for w in result.warnings],
+            "",
+        ]
+    heads = headline_verdicts(result)
     lines = [
         f"# alignkit arena — task `{result.task}`",
         "",
+        *warn,
+        *([*[f"**{h}**" for h in heads], ""] if heads else []),
         f"Base model: {s.get('parameters', 0) / 1e6:.2f} M parameters, {s.get('steps')} pretraining steps, "
         f"held-out loss {s.get('heldout_loss') or float('nan'):.2f} nats/token (`{base.path}`).",
         f"Preference data: {len(data.pairs)} Bradley–Terry-labelled pairs ({cfg.pair_strategy}, temperature "
@@ -191,14 +290,14 @@ def write_markdown(
         "ideal: the same for the idealized optimum π* ∝ π_ref·exp(r*/β) (arXiv:2405.19534). Δlogp: change of the "
         "chosen / rejected log-probs of training pairs (likelihood displacement, arXiv:2410.08847).",
         "",
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "---|" * len(HEADERS),
+        "| " + " | ".join(_headers(result)) + " |",
+        "|" + "---|" * len(_headers(result)),
     ]
     for row in _table_rows(result):
         lines.append("| " + " | ".join(row) + " |")
     v = verdict(result)
     if v:
-        lines += ["", f"**{v}**"]
+        lines += ["", ("Gold reward (it mixes the task figures above): " if heads else "") + f"**{v}**"]
     task_rows = [
         (r, d["task_metrics"])
         for r, d in zip(result.results, result.details, strict=True)
