@@ -356,28 +356,36 @@ def _from_shipped(path: Path, config: BaseModelConfig) -> BaseModel | None:
             stacklevel=3,
         )
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
-    try:
+
+    def copy(tmp: Path) -> None:
         for f in src.iterdir():
             if f.is_file():
                 shutil.copyfile(f, tmp / f.name)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    _write_folder(path, copy)
     base = _load(path, config)
     if base is not None:
         base.from_shipped = True
     return base
 
 
-def _save(base: BaseModel, path: Path) -> None:
+def _write_folder(path: Path, fill: Any) -> None:
+    """Write the cache folder ``path`` atomically: ``fill(tmp)`` writes into a temporary sibling, which then replaces
+    ``path`` (a crash never leaves a half-written folder under the final name)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
     try:
+        fill(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save(base: BaseModel, path: Path) -> None:
+    def fill(tmp: Path) -> None:
         base.model.save_pretrained(str(tmp))
         base.tokenizer.save_pretrained(str(tmp))
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
@@ -388,12 +396,8 @@ def _save(base: BaseModel, path: Path) -> None:
             "stats": base.stats,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    _write_folder(path, fill)
 
 
 def model_path(task: Any, config: BaseModelConfig, root: Path) -> Path:
