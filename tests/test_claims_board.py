@@ -107,6 +107,8 @@ def test_record_claims_writes_then_checks(tmp_path, monkeypatch):
     assert saved["test"].endswith("test_claims_board.py::test_record_claims_writes_then_checks")
     monkeypatch.delenv("ALIGNKIT_UPDATE_CLAIMS")
     record_claims("demo", {"a": 0.5 + 1e-9, "ci": [0.25, 0.75], "label": "yes", "n": 3})
+    # another machine's reduction order: agreement is never asked beyond CHECK_FLOOR (0.01 + 1%)
+    record_claims("demo", {"a": 0.514, "ci": [0.25, 0.75], "label": "yes", "n": 3})
     record_claims("demo", {"a": 0.52, "ci": [0.25, 0.75], "label": "yes", "n": 3}, tolerance={"a": 0.05})
     with pytest.raises(AssertionError, match="a: measured 0.52"):
         record_claims("demo", {"a": 0.52, "ci": [0.25, 0.75], "label": "yes", "n": 3})

@@ -208,7 +208,8 @@ def render(data: dict[str, Any] | None = None) -> str:
         "",
         "This file is generated: each row's figures come from the results file its effect test writes "
         "(`ALIGNKIT_UPDATE_CLAIMS=1 pytest <test>`), and the test fails when a later run disagrees with the "
-        "recorded figures. To change a row, edit `docs/claims/rows.yaml` (or re-record its test) and run "
+        "recorded figures (by more than 0.01 + 1%, or the test's own looser tolerance: a run on another machine "
+        "sums in another order). To change a row, edit `docs/claims/rows.yaml` (or re-record its test) and run "
         "`python tools/build_claims.py`; `tests/test_claims_board.py` fails when this file is stale.",
         "",
         f"{len(rows)} rows over {len(seeds)} seed papers (plus papers outside the seed catalogue). "
