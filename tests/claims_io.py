@@ -95,9 +95,19 @@ def _disagreements(name: str, got: Any, want: Any, tol: float) -> list[str]:
             if got == want
             else [f"{name}: measured {got!r}, recorded {want!r} (labels must match exactly)"]
         )
+    if _is_p_value(name):  # a p-value of a near-null difference moves freely: ask only for the same side of 0.05
+        if (got < 0.05) == (want < 0.05):
+            return []
+        return [f"{name}: measured p = {got!r}, recorded p = {want!r} (on different sides of 0.05)"]
     if abs(got - want) <= tol + tol * abs(want):
         return []
     return [f"{name}: measured {got!r}, recorded {want!r} (tolerance {tol:g} absolute + {tol:g} relative)"]
+
+
+def _is_p_value(name: str) -> bool:
+    """Figures named ``p``, ``p_*`` or ``*_p`` are p-values (the board's Holm correction reads them)."""
+    base = name.split("[", 1)[0]
+    return base == "p" or base.startswith("p_") or base.endswith("_p")
 
 
 def record_claims(

@@ -118,6 +118,12 @@ def test_record_claims_writes_then_checks(tmp_path, monkeypatch):
         record_claims("demo", {"a": 0.5, "ci": [0.25, 0.75], "label": "yes"})
 
 
+def test_p_values_are_checked_by_their_side_of_005():
+    assert _disagreements("cafa_p", 0.37, 1.0, 1e-6) == []
+    assert _disagreements("p_diff", 0.0, 0.02, 1e-6) == []
+    assert _disagreements("p_diff", 0.2, 0.02, 1e-6)
+
+
 def test_disagreement_tolerance_is_absolute_plus_relative():
     assert _disagreements("x", 1.0099, 1.0, 0.005) == []  # within 0.005 + 0.005·1.0 = 0.01
     assert _disagreements("x", 1.0101, 1.0, 0.005)
