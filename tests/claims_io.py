@@ -95,7 +95,9 @@ def _disagreements(name: str, got: Any, want: Any, tol: float) -> list[str]:
             if got == want
             else [f"{name}: measured {got!r}, recorded {want!r} (labels must match exactly)"]
         )
-    if _is_p_value(name):  # a p-value of a near-null difference moves freely: ask only for the same side of 0.05
+    if _is_p_value(
+        name
+    ):  # a p-value of a near-null difference moves freely: ask only for the same side of 0.05
         if (got < 0.05) == (want < 0.05):
             return []
         return [f"{name}: measured p = {got!r}, recorded p = {want!r} (on different sides of 0.05)"]

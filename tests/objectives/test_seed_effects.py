@@ -198,7 +198,9 @@ def test_dco_vs_cross_entropy_pass_at_n_with_longer_training(effect_cache):
     # each mean lies inside the other's CI; on the re-built arith base, CE 0.170 [0.120, 0.225] vs DCO 0.105
     # [0.065, 0.145] — DCO below, intervals overlapping — so the assertion now states what holds; the row says so.)
     assert dco_l[key] <= ce_l[f"{key}_ci95"][1]
-    assert dco_l[f"{key}_ci95"][1] >= ce_l[f"{key}_ci95"][0]  # the intervals overlap: no difference established
+    assert (
+        dco_l[f"{key}_ci95"][1] >= ce_l[f"{key}_ci95"][0]
+    )  # the intervals overlap: no difference established
 
 
 def test_irepo_and_pairwise_cringe_vs_dpo_in_the_arena(effect_cache):
