@@ -33,20 +33,6 @@ ROWS = ROOT / "docs" / "claims" / "rows.yaml"
 RESULTS = ROOT / "docs" / "claims" / "results"
 BOARD = ROOT / "docs" / "claims.md"
 HELD_LABELS = ("yes", "no", "partial", "inconclusive", "not testable")
-ROW_KEYS = {
-    "paper",
-    "title",
-    "arxiv",
-    "seed",
-    "claim",
-    "results",
-    "measurement",
-    "held",
-    "verdict",
-    "test",
-    "notes",
-}
-ROW_KEYS |= {"comparisons", "p_value"}
 REQUIRED = (
     "paper",
     "title",
@@ -59,6 +45,7 @@ REQUIRED = (
     "test",
     "comparisons",
 )
+ROW_KEYS = {*REQUIRED, "verdict", "notes", "p_value"}
 TRANSCRIBED_MARK = "†"
 
 

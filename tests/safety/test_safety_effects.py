@@ -96,6 +96,11 @@ def _iv(values):
     return seed_interval(values)
 
 
+def _paired(a, b, key):
+    """Across-seed interval of the per-seed difference ``a - b`` of ``key`` (paired by seed)."""
+    return _iv([x - y for x, y in zip(_means(a, key), _means(b, key), strict=True)])
+
+
 def _sep_below(a, b) -> bool:
     """Interval ``a`` entirely below interval ``b``."""
     return a["ci95"][1] < b["ci95"][0]
@@ -137,17 +142,8 @@ def test_lisa_vs_plain_at_p10(bench, plain_p10):
         lisa.append(_measure(bench, finetune(d["aligned"], bench["tok"], d["cfg"], "lisa", 0.1)))
         plain.append(plain_p10[s][1])
     hs, fa = _iv(_means(lisa, "harmful_score")), _iv(_means(lisa, "finetune_accuracy"))
-    d_hs = _iv(
-        [a - b for a, b in zip(_means(lisa, "harmful_score"), _means(plain, "harmful_score"), strict=True)]
-    )
-    d_fa = _iv(
-        [
-            a - b
-            for a, b in zip(
-                _means(lisa, "finetune_accuracy"), _means(plain, "finetune_accuracy"), strict=True
-            )
-        ]
-    )
+    d_hs = _paired(lisa, plain, "harmful_score")
+    d_fa = _paired(lisa, plain, "finetune_accuracy")
     print(f"lisa HS {hs} FA {fa}; paired dHS {d_hs} dFA {d_fa}")
     record_claims(
         "safety_lisa",
@@ -185,17 +181,8 @@ def test_booster_vs_plain_at_p10(bench, plain_p10):
         plain.append(plain_p10[s][1])
     b_hs = _iv(_means(before, "harmful_score"))
     hs, fa = _iv(_means(after, "harmful_score")), _iv(_means(after, "finetune_accuracy"))
-    d_hs = _iv(
-        [a - b for a, b in zip(_means(after, "harmful_score"), _means(plain, "harmful_score"), strict=True)]
-    )
-    d_fa = _iv(
-        [
-            a - b
-            for a, b in zip(
-                _means(after, "finetune_accuracy"), _means(plain, "finetune_accuracy"), strict=True
-            )
-        ]
-    )
+    d_hs = _paired(after, plain, "harmful_score")
+    d_fa = _paired(after, plain, "finetune_accuracy")
     print(f"booster aligned HS {b_hs}; after p=10% HS {hs} FA {fa}; paired dHS {d_hs} dFA {d_fa}")
     record_claims(
         "safety_booster",

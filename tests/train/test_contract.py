@@ -20,6 +20,7 @@ from alignkit.errors import UserError
 from alignkit.objectives.preference.figa import edit_masks
 from alignkit.spec import ObjectiveSpec, merge_specs
 from alignkit.train import Hook
+from tests.stop_hook import StopAt
 
 TOK = char_tokenizer()
 
@@ -240,23 +241,12 @@ def test_optimizer_and_cooldown_from_the_config():
         _train("dpo", _pairs(), optimizer="bloop")
 
 
-class _Stop(Hook):
-    """Raises at the start of step ``at`` (a crash after a checkpoint); ``at=0`` never."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_step_begin(self, ctx):
-        if ctx.step == self.at:
-            raise KeyboardInterrupt("stop")
-
-
 def test_sam_run_resumes_to_the_uninterrupted_run(tmp_path):
     kw = dict(reference="model", optimizer="sam", optimizer_kwargs={"rho": 0.05}, max_steps=4, save_steps=2)
     full, _ = _train("dpo", _pairs(16), **kw)
     out = str(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
-        _train("dpo", _pairs(16), output_dir=out, hooks=[_Stop(3)], **kw)
-    resumed, _ = _train("dpo", _pairs(16), output_dir=out, hooks=[_Stop(0)], resume=True, **kw)
+        _train("dpo", _pairs(16), output_dir=out, hooks=[StopAt(3)], **kw)
+    resumed, _ = _train("dpo", _pairs(16), output_dir=out, hooks=[StopAt(0)], resume=True, **kw)
     assert [h["step"] for h in resumed.history] == [1, 2, 3, 4]
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in full.history], abs=1e-6)

@@ -12,31 +12,21 @@ from safetensors.torch import load_file
 import alignkit as ak
 from alignkit.engine.tiny import char_tokenizer, tiny_llama
 from alignkit.errors import ConfigError, UserError
-from alignkit.train import Hook, TrainConfig
+from alignkit.train import TrainConfig
 from alignkit.train import precision as P
+from tests.stop_hook import StopAt
 
 ROWS = [{"prompt": f"q{i % 3}:", "chosen": [" good", " fine"][i % 2], "rejected": " bad"} for i in range(8)]
 KW = dict(objective="dpo", data=ROWS, max_steps=4, batch_size=2, learning_rate=1e-2, progress=False)
-
-
-class _Stop(Hook):
-    """Raises at the start of step ``at`` (a crash after a checkpoint); ``at=0`` never."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_step_begin(self, ctx):
-        if ctx.step == self.at:
-            raise KeyboardInterrupt("stop")
 
 
 def _interrupted_then_resumed(tmp_path, name, **kw):
     """The run stopped at step 3 (after checkpoint-2), then resumed; and the same run uninterrupted."""
     out = tmp_path / name
     with pytest.raises(KeyboardInterrupt):
-        ak.train(**{**KW, **kw}, output_dir=str(out), save_steps=2, hooks=[_Stop(3)])
-    resumed = ak.train(**{**KW, **kw}, output_dir=str(out), save_steps=2, hooks=[_Stop(0)], resume=True)
-    full = ak.train(**{**KW, **kw}, hooks=[_Stop(0)])
+        ak.train(**{**KW, **kw}, output_dir=str(out), save_steps=2, hooks=[StopAt(3)])
+    resumed = ak.train(**{**KW, **kw}, output_dir=str(out), save_steps=2, hooks=[StopAt(0)], resume=True)
+    full = ak.train(**{**KW, **kw}, hooks=[StopAt(0)])
     assert [h["step"] for h in resumed.history] == [1, 2, 3, 4]
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in full.history], abs=1e-6)
     return out, resumed, full
@@ -192,7 +182,7 @@ def test_the_grad_scaler_path_scales_steps_and_resumes(model_dir, tmp_path, monk
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["grad_scaler"]["scale"] == 2.0**11  # two finite steps: grown once (growth_interval=2)
     assert made[-1].get_scale() == made[-2].get_scale() == 2.0**12  # resumed and uninterrupted: the same
-    fp32 = ak.train(**{**KW, "max_steps": 1}, model=str(model_dir), reference="model", hooks=[_Stop(0)])
+    fp32 = ak.train(**{**KW, "max_steps": 1}, model=str(model_dir), reference="model", hooks=[StopAt(0)])
     # unscaled before clipping and logging: the fp32 run's norm, not 2**10 times it
     assert full.history[0]["grad_norm"] == pytest.approx(fp32.history[0]["grad_norm"], rel=0.05)
 

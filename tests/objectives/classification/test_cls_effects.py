@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import alignkit as ak
+from alignkit.eval.metrics import seed_interval
 from alignkit.objectives.classification import ClassificationBatch
 from alignkit.objectives.classification.augmix import augment_and_mix, jensen_shannon
 from alignkit.optim import SAM
@@ -23,14 +24,12 @@ from tests.claims_io import record_claims
 
 pytestmark = pytest.mark.slow
 SEEDS = (0, 1, 2)
-T95 = {3: 4.303, 5: 2.776}  # two-sided 95% t quantiles for n - 1 = 2, 4 degrees of freedom
 
 
 def interval(xs: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% t-interval over seeds."""
-    m = statistics.fmean(xs)
-    h = T95[len(xs)] * statistics.stdev(xs) / math.sqrt(len(xs))
-    return m, m - h, m + h
+    """Mean and 95% t-interval over seeds (:func:`alignkit.eval.metrics.seed_interval`)."""
+    iv = seed_interval(xs)
+    return iv["mean"], iv["ci95"][0], iv["ci95"][1]
 
 
 def figures(res: dict[str, list[float]]) -> dict[str, Any]:
