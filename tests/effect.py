@@ -57,19 +57,18 @@ def train_policy(
 
     import torch
 
-    from alignkit.registry import get
     from alignkit.train import train
 
     policy = copy.deepcopy(base.model)
     policy.requires_grad_(True)
     policy.train()
-    needs_ref = mode != "sft" and getattr(get(objective), "needs_reference", False)
+    # reference "auto": an objective that reads a reference gets the base model's log-probs of every training row,
+    # computed once before step 1 (the initial policy is a copy of the base) instead of at every step
     tr = train(
         objective=objective,
         model=policy,
         tokenizer=base.tokenizer,
-        ref_model=base.model if needs_ref else None,
-        reference="model" if needs_ref else "auto",
+        reference="auto",
         data=rows,
         mode=mode,
         hyper_parameters=hyper_parameters or {},

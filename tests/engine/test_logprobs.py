@@ -130,6 +130,27 @@ def test_sampling_seeded_and_topk1_is_greedy():
         assert alone[0] == g
 
 
+def test_sample_with_logps_gives_sample_s_completions_and_their_forward_log_probs():
+    from alignkit.engine import sample_with_logps
+
+    model = tiny_llama(vocab_size=64)
+    prompts = [[5, 6, 7], [8], [9, 10, 11, 12, 13]]
+    kw = dict(num_samples=3, max_new_tokens=16, seed=4, progress=False, eos_token_id=[2, 3, 4, 5], batch_size=4)
+    plain = sample(model, prompts, **kw)
+    ids, logps = sample_with_logps(model, prompts, **kw)
+    assert ids == plain  # the same random draws: recording the logits does not change sampling
+    assert any(len(c) < 16 for per in ids for c in per)  # some stop at EOS (masked past it)
+    flat_p = [p for p, per in zip(prompts, ids, strict=True) for _ in per]
+    flat_c = [c for per in ids for c in per]
+    sums, _ = sequence_logps(model, flat_p, flat_c)
+    got = torch.tensor([x for per in logps for x in per])
+    assert torch.allclose(got, sums.float(), atol=1e-4), (got, sums)
+    # the raw logits, not the processed ones: at temperature 0.5 the completions differ but logps stay pi's own
+    ids_t, logps_t = sample_with_logps(model, prompts, **{**kw, "temperature": 0.5})
+    sums_t, _ = sequence_logps(model, flat_p, [c for per in ids_t for c in per])
+    assert torch.allclose(torch.tensor([x for per in logps_t for x in per]), sums_t.float(), atol=1e-4)
+
+
 def test_generate_text():
     from alignkit.engine import generate
     from alignkit.engine.tiny import char_tokenizer

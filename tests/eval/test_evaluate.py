@@ -102,7 +102,8 @@ def test_cli_eval_json(tiny, tmp_path, capsys):
     assert out["task"] == "sentiment"
     lo, hi = out["gold_reward"]["ci95"]
     assert lo <= out["gold_reward"]["mean"] <= hi
-    assert abs(out["kl"]["mean"]) < 1e-6  # model == ref weights
+    # model == ref weights: zero up to float rounding (the policy side comes from the KV-cached sampling pass)
+    assert abs(out["kl"]["mean"]) < 1e-4
     # the reference's own samples (same weights, same seed) are the policy's: equal gold reward, never null
     assert out["reference_gold_reward"]["mean"] == pytest.approx(out["gold_reward"]["mean"])
     assert 0 <= out["win_rate"]["mean"] <= 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import pathlib
 import time
 
 import pytest
@@ -81,6 +82,10 @@ def test_tiny_arena_writes_every_report_file(tiny_sentiment, tiny_cache, tiny_co
         "simpo beta=2 seed=0",
     }
     assert all(len(h) == 3 for h in result.histories.values())
+    # the base model's reference log-probs are computed once per training view and read back by the other runs:
+    # one cache file for the paired view (both DPO runs) and one for the unpaired view (KTO); SimPO reads none
+    ref_files = sorted((pathlib.Path(data["data"]["path"]) / "reference").glob("*.safetensors"))
+    assert len(ref_files) == 2, ref_files
     # second run: base model and preference data come from the cache
     again = run_arena(cfg, objectives=("sft",), output=None)
     assert again.results[0]["gold_reward_mean"] == sft["gold_reward_mean"]

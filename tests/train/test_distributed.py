@@ -69,15 +69,21 @@ def rows_file(tmp_path_factory):
     return f
 
 
+@pytest.fixture(scope="module")
+def fsdp_run(model_dir, rows_file, tmp_path_factory):
+    """The uninterrupted FSDP run on 2 processes (shared: both FSDP tests compare against it)."""
+    return _run(tmp_path_factory.mktemp("fsdp"), ["dpo", model_dir, rows_file, 4, "fsdp", "-", 0], 2)
+
+
 def _losses(h):
     return torch.tensor([x["loss"] for x in h])
 
 
 @pytest.mark.slow
-def test_fsdp_equals_ddp_equals_one_process(model_dir, rows_file, tmp_path):
+def test_fsdp_equals_ddp_equals_one_process(model_dir, rows_file, tmp_path, fsdp_run):
     one = _run(tmp_path, ["dpo", model_dir, rows_file, 8, "auto", "-", 0], 1)
     ddp = _run(tmp_path, ["dpo", model_dir, rows_file, 4, "ddp", "-", 0], 2)
-    fsdp = _run(tmp_path, ["dpo", model_dir, rows_file, 4, "fsdp", "-", 0], 2)
+    fsdp = fsdp_run
     assert len(one) == 4
     assert torch.allclose(_losses(ddp), _losses(one), atol=1e-5)
     assert torch.allclose(_losses(fsdp), _losses(one), atol=1e-5)
@@ -97,12 +103,12 @@ def test_bco_state_under_ddp_equals_gradient_accumulation(model_dir, rows_file, 
 
 
 @pytest.mark.slow
-def test_fsdp_sigkill_then_resume_equals_uninterrupted(model_dir, rows_file, tmp_path):
+def test_fsdp_sigkill_then_resume_equals_uninterrupted(model_dir, rows_file, tmp_path, fsdp_run):
     out = tmp_path / "run"
     _run(tmp_path, ["dpo", model_dir, rows_file, 4, "fsdp", out, 3], 2, expect_kill=True)
     assert (out / "checkpoint-2" / "sharded").is_dir()
     resumed = _run(tmp_path, ["dpo", model_dir, rows_file, 4, "fsdp", out, 0], 2)
-    full = _run(tmp_path, ["dpo", model_dir, rows_file, 4, "fsdp", "-", 0], 2)
+    full = fsdp_run
     assert [round(x, 6) for x in _losses(resumed).tolist()] == [round(x, 6) for x in _losses(full).tolist()]
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM

@@ -4,7 +4,7 @@ Objectives stay pure functions of tensors; this package turns a Hugging Face cau
 those tensors. Nothing here holds a loss formula.
 """
 
-from alignkit.engine.generation import generate, sample
+from alignkit.engine.generation import generate, sample, sample_with_logps
 from alignkit.engine.logprobs import TokenLogps, completion_logps, sequence_logps
 
-__all__ = ["TokenLogps", "completion_logps", "generate", "sample", "sequence_logps"]
+__all__ = ["TokenLogps", "completion_logps", "generate", "sample", "sample_with_logps", "sequence_logps"]

@@ -46,6 +46,53 @@ def sample(
     every step to the next-token logits of the whole (left-padded) sequence batch before temperature/top-k/top-p
     (the hook decoding-time methods use, see ``alignkit.decoding``). ``None`` leaves sampling unchanged.
     """
+    return _sample(
+        model,
+        prompt_ids,
+        num_samples=num_samples,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        batch_size=batch_size,
+        seed=seed,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        progress=progress,
+        description=description,
+        logits_processor=logits_processor,
+        want_logps=False,
+    )[0]
+
+
+def sample_with_logps(
+    model: nn.Module, prompt_ids: list[list[int]], **kwargs: Any
+) -> tuple[list[list[list[int]]], list[list[float]]]:
+    """:func:`sample`, and the policy's own summed log-probability of each completion, ``logps[prompt][sample]``
+    (``log pi(y | x)`` from the unprocessed logits of the sampling pass, EOS included, before temperature, top-k/p
+    or ``logits_processor``): what a separate forward pass over the samples would give, to float rounding of the
+    KV cache, without that pass. Keyword arguments are :func:`sample`'s; the completions are exactly its own."""
+    return _sample(model, prompt_ids, want_logps=True, **kwargs)
+
+
+def _sample(
+    model: nn.Module,
+    prompt_ids: list[list[int]],
+    *,
+    num_samples: int = 1,
+    max_new_tokens: int = 32,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    batch_size: int = 256,
+    seed: int = 0,
+    eos_token_id: int | list[int] | None = None,
+    pad_token_id: int | None = None,
+    progress: bool = True,
+    description: str = "sampling",
+    logits_processor: Any = None,
+    want_logps: bool,
+) -> tuple[list[list[list[int]]], list[list[float]]]:
     from transformers import GenerationConfig
 
     for i, p in enumerate(prompt_ids):
@@ -79,6 +126,8 @@ def sample(
     )
     if not greedy:
         gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
+    if want_logps:  # the raw (unprocessed) next-token logits of every step, for the model's own log-probs
+        gen_kwargs.update(output_logits=True, return_dict_in_generate=True)
     gconf = GenerationConfig(**gen_kwargs)
     extra: dict[str, Any] = {}
     if logits_processor is not None:
@@ -90,6 +139,7 @@ def sample(
     # Every prompt is repeated num_samples times by generate; batch over prompts.
     per_batch = max(1, batch_size // num_samples)
     out: list[list[list[int]]] = []
+    logps: list[list[float]] = []
     was_training = gen_model.training
     gen_model.eval()
     try:
@@ -112,19 +162,34 @@ def sample(
                         generation_config=gconf,
                         **extra,
                     )
-                new = gen[:, width:].tolist()
+                seqs = gen.sequences if want_logps else gen
+                new = seqs[:, width:].tolist()
+                token_logps = _sampled_token_logps(gen.logits, seqs[:, width:]) if want_logps else None
                 for i in range(len(chunk)):
-                    samples = []
+                    samples, sums = [], []
                     for j in range(num_samples):
                         toks = new[i * num_samples + j]
                         cut = next((k for k, t in enumerate(toks) if t in eos_set), None)
                         if cut is not None:
                             toks = toks[: cut + 1]
                         samples.append(toks)
+                        if token_logps is not None:
+                            sums.append(float(token_logps[i * num_samples + j, : len(toks)].sum()))
                     out.append(samples)
+                    logps.append(sums)
                 bar.advance(task, len(chunk))
     finally:
         gen_model.train(was_training)
+    return out, logps
+
+
+def _sampled_token_logps(logits: tuple[torch.Tensor, ...], tokens: torch.Tensor) -> torch.Tensor:
+    """``(rows, steps)`` log-softmax of each step's raw logits at the token sampled there (zeros past a row's end,
+    where generation stopped early for every row)."""
+    out = torch.zeros(tokens.shape, dtype=torch.float32)
+    for t, step in enumerate(logits):
+        lp = torch.log_softmax(step.float(), dim=-1)
+        out[:, t] = lp.gather(1, tokens[:, t : t + 1].to(lp.device)).squeeze(1).cpu()
     return out
 
 

@@ -545,8 +545,11 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
                     objective=objective,
                     model=policy,
                     tokenizer=base.tokenizer,
-                    ref_model=base.model,
-                    reference="model" if getattr(get(objective), "needs_reference", True) else "auto",
+                    # The reference is the base model, which every run starts from: its log-probs of the training
+                    # pairs are computed by the first run and read back from the arena's data folder by the others
+                    # (alignkit.train's on-disk reference cache, keyed by the weights and the tokenised pairs).
+                    reference="auto",
+                    cache_dir=data.path,
                     data=rows,
                     mode=mode,
                     hyper_parameters=hp,
