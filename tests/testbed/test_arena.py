@@ -158,34 +158,55 @@ def test_cli_arena_help_lists_the_flags(capsys):
 
 
 @pytest.mark.slow
-def test_dpo_raises_gold_reward_over_sft_on_sentiment(effect_cache):
-    """The effect itself, as small as stays reliable (~50 s): the effect base model (~0.3 M parameters, 200
-    pretraining steps), 1000 prompts, 150 DPO steps at lr 2e-4.
-    Measured: SFT 0.081 [0.065, 0.097], DPO 0.176 [0.157, 0.194], KL 4.2."""
-    from tests.effect import effect_arena_config
+def test_dpo_raises_gold_reward_over_sft_on_sentiment(effect_sentiment_arena):
+    """The effect itself on the shared effect arena (``effect_sentiment_arena``: the ~0.3 M-parameter effect base,
+    1000 prompts, 150 steps at lr 2e-4), DPO beta 0.1 over training seeds 0, 1, 2: DPO's across-seed 95%
+    t-interval of the gold reward against SFT's 95% CI over prompts (SFT is the base model: no training seed), and
+    ranking accuracy (arXiv:2405.19534) beside the untrained reference's and the idealized one."""
+    from alignkit.eval.metrics import seed_interval
+    from tests.effect import paired_by_seed, per_seed
 
-    result = run_arena(effect_arena_config(effect_cache))
-    sft, dpo = result.results
-    assert dpo["gold_reward_mean"] > sft["gold_reward_mean"] + 0.03
-    assert dpo["gold_reward_ci95"][0] > sft["gold_reward_ci95"][1]  # non-overlapping 95% CIs
-    assert 0 < dpo["kl_mean"] < 20  # moved, but did not collapse
-    sft_d, dpo_d = result.details
-    # run-to-run noise: floating-point reduction order moves the figures in the third decimal
+    result = effect_sentiment_arena
+    sft = result.results[0]
+    assert sft["objective"] == "sft"
+    gold = per_seed(result, "dpo")
+    assert len(gold) == 3
+    dpo = seed_interval(gold)
+    kl = seed_interval(per_seed(result, "dpo", "kl_mean"))
+    rank = seed_interval(per_seed(result, "dpo", "ranking_accuracy"))
+    ideal = seed_interval(
+        [d["idealized_ranking_accuracy"]["mean"] for r, d in zip(result.results, result.details, strict=True)
+         if r["objective"] == "dpo" and not d["sweep"]]
+    )  # fmt: skip
+    gain = paired_by_seed(gold, [sft["gold_reward_mean"]] * len(gold))
+    print(f"DPO effect: SFT {sft['gold_reward_mean']:.3f} {sft['gold_reward_ci95']}; DPO {dpo}; KL {kl}; "
+          f"rank acc {rank} vs ref {sft['ranking_accuracy']:.3f}, ideal {ideal}; gain {gain}")  # fmt: skip
+    # run-to-run noise: floating-point reduction order moves a seed's figures in the third decimal, and the
+    # t-interval's ends (t = 4.30 at two degrees of freedom) amplify it
     record_claims(
         "arena_dpo_effect",
         {
             "sft_gold": sft["gold_reward_mean"],
             "sft_ci": sft["gold_reward_ci95"],
-            "dpo_gold": dpo["gold_reward_mean"],
-            "dpo_ci": dpo["gold_reward_ci95"],
-            "dpo_kl": dpo["kl_mean"],
+            "dpo_gold": dpo["mean"],
+            "dpo_ci": dpo["ci95"],
+            "dpo_gold_seeds": dpo["values"],
+            "dpo_kl": kl["mean"],
+            "dpo_kl_seeds": kl["values"],
+            "p_dpo_sft": gain["p"],
             "sft_rank_acc": sft["ranking_accuracy"],
-            "dpo_rank_acc": dpo["ranking_accuracy"],
-            "dpo_rank_acc_ci": dpo_d["ranking_accuracy_ci95"],
-            "dpo_ideal_rank_acc": dpo_d["idealized_ranking_accuracy"]["mean"],
+            "dpo_rank_acc": rank["mean"],
+            "dpo_rank_acc_ci": rank["ci95"],
+            "dpo_rank_acc_seeds": rank["values"],
+            "dpo_ideal_rank_acc": ideal["mean"],
         },
-        tolerance=0.02,
+        tolerance=0.03,
     )
+    assert dpo["ci95"][0] > sft["gold_reward_ci95"][1]  # DPO's across-seed interval above SFT's CI
+    assert min(gold) > sft["gold_reward_mean"] + 0.03  # on every seed
+    assert all(0 < k < 20 for k in kl["values"])  # moved, but did not collapse
+    # ranking accuracy: far below the idealized accuracy on every seed
+    assert rank["ci95"][1] < ideal["mean"] - 0.2
 
 
 def _fake_data(n_pairs: int, n_eval_pairs: int, rewards):
