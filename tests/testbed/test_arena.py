@@ -415,3 +415,26 @@ def test_safety_headline_leads_and_uses_the_across_seed_interval(tmp_path):
     # a task without headline figures keeps the old table
     res.task = "sentiment"
     assert headline_verdicts(res) == [] and _headers(res)[2] == "gold reward [95% CI]"
+
+
+def test_per_seed_and_paired_by_seed_hand_check():
+    """The effect tests' seed helpers (tests/effect.py). Hand check: a = 0.2, 0.3, 0.4 and b = 0.1 on three seeds
+    -> differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1, half-width t(0.975, 2) * 0.1 / sqrt(3) = 0.2484; t = 0.2 /
+    (0.1 / sqrt(3)) = 3.464 on 2 df -> two-sided p = 0.0742. Identical differences give p 0 (or 1 when all 0)."""
+    from tests.effect import paired_by_seed, per_seed
+
+    d = paired_by_seed([0.2, 0.3, 0.4], [0.1, 0.1, 0.1])
+    assert d["mean"] == pytest.approx(0.2) and d["values"] == pytest.approx([0.1, 0.2, 0.3])
+    assert d["ci95"] == pytest.approx([0.2 - 0.248414, 0.2 + 0.248414], abs=1e-5)
+    assert d["p"] == pytest.approx(0.07418, abs=1e-4)
+    assert (
+        paired_by_seed([0.3, 0.3], [0.1, 0.1])["p"] == 0.0
+        and paired_by_seed([0.1, 0.1], [0.1, 0.1])["p"] == 1.0
+    )
+    with pytest.raises(ValueError, match=">= 2 seeds"):
+        paired_by_seed([0.1], [0.2])
+    res = _fake_safety_result([0.04, 0.05, 0.06])
+    res.results[1], res.results[3] = res.results[3], res.results[1]  # out of seed order
+    res.details[1], res.details[3] = res.details[3], res.details[1]
+    res.results[2]["gold_reward_mean"] = 0.7
+    assert per_seed(res, "dpo") == [0.52, 0.7, 0.52] and per_seed(res, "sft") == [0.5]
