@@ -31,6 +31,15 @@ def effect_sentiment(effect_cache):
 
 
 @pytest.fixture(scope="session")
+def effect_sentiment_arena(effect_cache):
+    """One sentiment effect arena (SFT, DPO, iREPO, Pairwise Cringe over training seeds 0, 1, 2) shared by the DPO,
+    ranking-accuracy, iREPO and Pairwise Cringe effect tests, so the runs are trained once per session."""
+    from tests.effect import sentiment_effect_arena
+
+    return sentiment_effect_arena(effect_cache)
+
+
+@pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     """A saved tiny Llama + character tokenizer folder (``save_pretrained``), for tests that load from disk."""
     from alignkit.engine.tiny import char_tokenizer, tiny_llama

@@ -16,7 +16,7 @@ from alignkit.registry import get
 from alignkit.train import Hook, MicroBatch, TrainContext
 from alignkit.types import LossOutput, SFTBatch
 from tests.claims_io import record_claims
-from tests.effect import effect_arena_config, effect_base_config, train_policy
+from tests.effect import effect_base_config, train_policy
 
 pytestmark = pytest.mark.slow
 
@@ -73,9 +73,15 @@ def _memorisation(model: Any, passages: list[list[int]], bos: int, prefix: int) 
 
 def test_goldfish_reduces_verbatim_reproduction(effect_sentiment):
     """16 held-out Shakespeare passages of 48 tokens, 150 steps at lr 1e-3 (~9 epochs), greedy continuation from
-    a 16-token prefix. Measured: base 0.023 token match; SFT 0.89 [0.77, 0.99], 12/16 passages verbatim;
-    Goldfish (k=4, h=13) 0.17 [0.07, 0.31], 0/16 verbatim."""
+    a 16-token prefix, training seeds 0, 1, 2 (the seed orders the batches; SFT and Goldfish share the passages,
+    so they pair by seed). Per seed: the share of continuation tokens matched and of passages reproduced exactly;
+    across seeds: the mean and 95% t-interval, and the paired SFT - Goldfish difference with its t-test p-value.
+    Measured (2026-12-02): base 0.023 token match; SFT 0.91 / 0.96 / 0.91 (13 / 15 / 12 of 16 passages
+    verbatim); Goldfish (k=4, h=13) 0.21 / 0.13 / 0.13 (0 verbatim on every seed); SFT - Goldfish 0.77 [0.60,
+    0.94], p 0.003."""
+    from alignkit.eval.metrics import seed_interval
     from alignkit.testbed import get_task
+    from tests.effect import TRAINING_SEEDS, paired_by_seed
 
     base = effect_sentiment
     tok = base.tokenizer
@@ -85,41 +91,54 @@ def test_goldfish_reduces_verbatim_reproduction(effect_sentiment):
     passages = [ids[2000 + i * length : 2000 + (i + 1) * length] for i in range(n)]
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
     rows = [{"prompt_ids": [bos], "completion_ids": p} for p in passages]
-    res = {"base": _memorisation(base.model, passages, bos, prefix)}
-    for name, hooks in (("sft", ()), ("goldfish", (GoldfishHook(k=4, h=13),))):
-        model = train_policy(
-            base,
-            rows,
-            objective="sft",
-            mode="sft",
-            steps=150,
-            batch_size=8,
-            learning_rate=1e-3,
-            lr_scheduler="constant",
-            warmup_ratio=0.0,
-            hooks=hooks,
-        )
-        res[name] = _memorisation(model, passages, bos, prefix)
-    print("goldfish memorisation:", res)
-    sft, gf = res["sft"], res["goldfish"]
+    base_res = _memorisation(base.model, passages, bos, prefix)
+    res: dict[str, list[dict[str, float]]] = {"sft": [], "goldfish": []}
+    for seed in TRAINING_SEEDS:
+        for name, hooks in (("sft", ()), ("goldfish", (GoldfishHook(k=4, h=13),))):
+            model = train_policy(
+                base,
+                rows,
+                objective="sft",
+                mode="sft",
+                steps=150,
+                batch_size=8,
+                learning_rate=1e-3,
+                lr_scheduler="constant",
+                warmup_ratio=0.0,
+                hooks=hooks,
+                seed=seed,
+            )
+            res[name].append(_memorisation(model, passages, bos, prefix))
+    match = {k: [r["token_match"] for r in v] for k, v in res.items()}
+    verbatim = {k: [round(r["exact"] * n) for r in v] for k, v in res.items()}
+    iv = {k: seed_interval(v) for k, v in match.items()}
+    gap = paired_by_seed(match["sft"], match["goldfish"])
+    print("goldfish memorisation:", base_res, iv, verbatim, gap)
     record_claims(
         "seed_goldfish",
         {
             "passages": n,
-            "base_match": res["base"]["token_match"],
-            "sft_match": sft["token_match"],
-            "sft_match_ci": list(sft["token_match_ci95"]),
-            "sft_verbatim": round(sft["exact"] * n),
-            "goldfish_match": gf["token_match"],
-            "goldfish_match_ci": list(gf["token_match_ci95"]),
-            "goldfish_verbatim": round(gf["exact"] * n),
+            "base_match": base_res["token_match"],
+            **{f"{k}_match": iv[k]["mean"] for k in iv},
+            **{f"{k}_match_ci": iv[k]["ci95"] for k in iv},
+            **{f"{k}_match_seeds": iv[k]["values"] for k in iv},
+            **{f"{k}_verbatim_seeds": verbatim[k] for k in verbatim},
+            "sft_minus_goldfish": gap["mean"],
+            "sft_minus_goldfish_ci": gap["ci95"],
+            "p_sft_vs_goldfish": gap["p"],
         },
-        tolerance={"base_match": 0.01, "sft_match": 0.02, "sft_match_ci": 0.03, "goldfish_match": 0.02}
-        | {"goldfish_match_ci": 0.03, "sft_verbatim": 0.1, "goldfish_verbatim": 0.1},
+        # run-to-run noise (reduction order) moves a greedy token now and then; the t-interval's ends amplify it
+        tolerance={"base_match": 0.01, "sft_verbatim_seeds": 0.1, "goldfish_verbatim_seeds": 0.1}
+        | {k: 0.03 for k in ("sft_match", "goldfish_match", "sft_match_seeds", "goldfish_match_seeds")}
+        | {
+            k: 0.05
+            for k in ("sft_match_ci", "goldfish_match_ci", "sft_minus_goldfish", "sft_minus_goldfish_ci")
+        },
     )
-    assert sft["token_match"] > 0.6 and sft["exact"] >= 0.5  # plain SFT memorised the passages
-    assert gf["token_match_ci95"][1] < sft["token_match_ci95"][0]  # non-overlapping 95% CIs
-    assert gf["exact"] <= sft["exact"] - 0.4
+    assert min(match["sft"]) > 0.6 and min(verbatim["sft"]) >= n // 2  # plain SFT memorised, on every seed
+    assert iv["goldfish"]["ci95"][1] < iv["sft"]["ci95"][0]  # non-overlapping across-seed intervals
+    assert gap["ci95"][0] > 0.3  # paired by seed: Goldfish matches far fewer tokens
+    assert all(g <= s - n * 0.4 for g, s in zip(verbatim["goldfish"], verbatim["sft"], strict=True))
 
 
 def _pass_at(model: Any, tok: Any, task: Any, prompts: list[Any], n: int) -> dict[str, float]:
@@ -203,36 +222,39 @@ def test_dco_vs_cross_entropy_pass_at_n_with_longer_training(effect_cache):
     )  # the intervals overlap: no difference established
 
 
-def test_irepo_and_pairwise_cringe_vs_dpo_in_the_arena(effect_cache):
-    """The arena on the effect base (1000 prompts, 300 eval prompts, 150 steps at lr 2e-4, as the DPO effect
-    test), settings from ``OBJECTIVE_SETTINGS`` (irepo beta 1.0; pairwise_cringe alpha 1.0).
-    Measured (2026-12-02, Pairwise Cringe with its current defaults: ParlAI token pooling, k = 1): SFT 0.082
-    [0.067, 0.098]; DPO 0.192 [0.174, 0.210] (KL 4.0); iREPO 0.175 [0.156, 0.194] (KL 1.4); Pairwise Cringe
-    0.157 [0.138, 0.176] (KL 0.9). The claim "reaches DPO's gold reward or better" is INCONCLUSIVE at this
-    budget: both clearly beat SFT and their CIs overlap DPO's, with means below DPO's (at a third to a quarter
-    of its KL). Asserted: that."""
-    from alignkit.testbed.arena import run_arena
+def test_irepo_and_pairwise_cringe_vs_dpo_in_the_arena(effect_sentiment_arena):
+    """The shared effect arena (``effect_sentiment_arena``: the effect base, 1000 prompts, 300 eval prompts, 150
+    steps at lr 2e-4, as the DPO effect test), settings from ``OBJECTIVE_SETTINGS`` (irepo beta 1.0;
+    pairwise_cringe alpha 1.0, ParlAI token pooling, k = 1), training seeds 0, 1, 2. Each method's gold reward
+    against DPO's is a per-seed paired difference (same data, same seed), its across-seed 95% t-interval and a
+    paired t-test p-value (Holm-corrected on the board). "Reaches DPO's gold reward or better": yes when the
+    difference's interval lies above 0, no when it lies below 0, inconclusive when it holds 0.
+    Measured (2026-12-02): SFT 0.082 [0.067, 0.098]; DPO 0.192 / 0.182 / 0.168 (KL ~4.2); iREPO 0.175 / 0.169 /
+    0.158 (KL ~1.5), iREPO - DPO -0.014 [-0.023, -0.004], p 0.026; Pairwise Cringe 0.157 / 0.152 / 0.140 (KL
+    ~1.0), Cringe - DPO -0.031 [-0.041, -0.021], p 0.006. The claim does NOT hold at this budget: both are below
+    DPO on every seed (the single-seed board's overlapping bootstrap intervals said "inconclusive"). Asserted:
+    that, and that both beat SFT on every seed while moving less than DPO."""
+    from alignkit.eval.metrics import seed_interval
+    from tests.effect import paired_by_seed, per_seed
 
-    objectives = ("sft", "dpo", "irepo", "pairwise_cringe")
-    result = run_arena(effect_arena_config(effect_cache, objectives=objectives))
-    rows = {r["objective"]: r for r in result.results}
-    print({k: (r["gold_reward_mean"], r["gold_reward_ci95"], r["kl_mean"]) for k, r in rows.items()})
-    sft, dpo = rows["sft"], rows["dpo"]
-    record_claims(
-        "seed_irepo_cringe",
-        {
-            f"{k}_{f}": v
-            for k, r in rows.items()
-            for f, v in (("gold", r["gold_reward_mean"]), ("ci", r["gold_reward_ci95"]), ("kl", r["kl_mean"]))
-        },
-        tolerance=0.02,
-    )
-    assert dpo["gold_reward_ci95"][0] > sft["gold_reward_ci95"][1]
+    result = effect_sentiment_arena
+    sft = result.results[0]
+    assert sft["objective"] == "sft"
+    gold = {k: per_seed(result, k) for k in ("dpo", "irepo", "pairwise_cringe")}
+    kl = {k: per_seed(result, k, "kl_mean") for k in gold}
+    iv = {k: seed_interval(v) for k, v in gold.items()}
+    vs_dpo = {k: paired_by_seed(gold[k], gold["dpo"]) for k in ("irepo", "pairwise_cringe")}
+    print({k: (iv[k], kl[k]) for k in gold}, vs_dpo)
+    figures: dict[str, Any] = {"sft_gold": sft["gold_reward_mean"], "sft_ci": sft["gold_reward_ci95"]}
+    for k in gold:
+        figures |= {f"{k}_gold": iv[k]["mean"], f"{k}_ci": iv[k]["ci95"], f"{k}_seeds": iv[k]["values"]}
+        figures |= {f"{k}_kl": seed_interval(kl[k])["mean"], f"{k}_kl_seeds": kl[k]}
+    for k, d in vs_dpo.items():
+        figures |= {f"{k}_vs_dpo": d["mean"], f"{k}_vs_dpo_ci": d["ci95"], f"p_{k}_vs_dpo": d["p"]}
+    record_claims("seed_irepo_cringe", figures, tolerance=0.03)
+    assert iv["dpo"]["ci95"][0] > sft["gold_reward_ci95"][1]
     for name in ("irepo", "pairwise_cringe"):
-        r = rows[name]
-        assert r["gold_reward_ci95"][0] > sft["gold_reward_ci95"][1], name  # both improve on SFT
-        assert r["gold_reward_ci95"][1] > dpo["gold_reward_ci95"][0], name  # CIs overlap DPO's
-        assert r["gold_reward_mean"] > sft["gold_reward_mean"] + 0.5 * (
-            dpo["gold_reward_mean"] - sft["gold_reward_mean"]
-        )
-        assert r["kl_mean"] < dpo["kl_mean"], name  # and they moved less than DPO
+        assert min(gold[name]) > sft["gold_reward_ci95"][1], name  # both improve on SFT, on every seed
+        assert all(a < b for a, b in zip(kl[name], kl["dpo"], strict=True)), name  # and move less than DPO
+        # the row's "no": below DPO on every seed (paired), so the difference's interval lies below 0
+        assert max(vs_dpo[name]["values"]) < 0 and vs_dpo[name]["ci95"][1] < 0, name
