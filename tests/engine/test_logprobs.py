@@ -135,7 +135,9 @@ def test_sample_with_logps_gives_sample_s_completions_and_their_forward_log_prob
 
     model = tiny_llama(vocab_size=64)
     prompts = [[5, 6, 7], [8], [9, 10, 11, 12, 13]]
-    kw = dict(num_samples=3, max_new_tokens=16, seed=4, progress=False, eos_token_id=[2, 3, 4, 5], batch_size=4)
+    kw = dict(
+        num_samples=3, max_new_tokens=16, seed=4, progress=False, eos_token_id=[2, 3, 4, 5], batch_size=4
+    )
     plain = sample(model, prompts, **kw)
     ids, logps = sample_with_logps(model, prompts, **kw)
     assert ids == plain  # the same random draws: recording the logits does not change sampling
