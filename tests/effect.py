@@ -101,7 +101,7 @@ def pair_rows(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 #: The safety arena's DPO settings (issue #23): the effect arena's (prompts, pairs, 150 steps, DPO beta 0.1 at lr
 #: 2e-4). Tried after looking at results and not kept (docs/claims/rows.yaml says so): lr 1e-3 (harmful score
 #: 0.055 / 0.064 / 0.345 over seeds 0-2, KL 7 / 68 / 40 nats: one seed diverges), 5e-4 and 2e-3, and beta 0.5 at
-#: 1e-3 (seed 0 alone: 0.073, 0.183, 0.073 against SFT's 0.101, with helpfulness falling to 0.02 or below).
+#: 1e-3 (seed 0 alone: 0.073, 0.183, 0.073 against SFT's 0.101; helpfulness 0.018, 0.054, 0.008 against 0.095).
 SAFETY_DPO_SEEDS = (0, 1, 2)
 SAFETY_DPO_LR = 2e-4
 
