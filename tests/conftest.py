@@ -40,6 +40,16 @@ def effect_sentiment_arena(effect_cache):
 
 
 @pytest.fixture(scope="session")
+def safety_dpo(effect_cache):
+    """The safety effect arena's data, SFT figures and DPO models of three training seeds
+    (:func:`tests.effect.safety_dpo_arena`), trained once and shared by the safety-arena claim and harmful
+    fine-tuning of the DPO-aligned model."""
+    from tests.effect import safety_dpo_arena
+
+    return safety_dpo_arena(effect_cache)
+
+
+@pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     """A saved tiny Llama + character tokenizer folder (``save_pretrained``), for tests that load from disk."""
     from alignkit.engine.tiny import char_tokenizer, tiny_llama
