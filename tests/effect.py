@@ -35,6 +35,7 @@ def effect_arena_config(cache_dir: Any, **overrides: Any) -> Any:
         base=effect_base_config(),
         train_prompts=1000,
         eval_prompts=300,
+        eval_samples=4,  # the recorded claims' setting (the arena's default became 2 in issue #15)
         steps=150,
         learning_rate=2e-4,
         output=None,

@@ -72,6 +72,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--eval-prompts", type=int, default=300, help="number of held-out prompts")
     p.add_argument(
+        "--eval-samples",
+        type=int,
+        default=2,
+        help="samples per held-out prompt (gold reward, KL, held-out pairs)",
+    )
+    p.add_argument(
         "--samples", type=int, default=4, help="samples per train prompt (pairs are built from them)"
     )
     p.add_argument(
@@ -112,6 +118,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         learning_rate=args.learning_rate,
         train_prompts=args.train_prompts,
         eval_prompts=args.eval_prompts,
+        eval_samples=args.eval_samples,
         samples_per_prompt=args.samples,
         bt_temperature=args.bt_temperature,
         label_noise=args.label_noise,

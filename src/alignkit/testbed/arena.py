@@ -93,7 +93,10 @@ class ArenaConfig:
     train_prompts: int = 1000
     eval_prompts: int = 300
     samples_per_prompt: int = 4
-    eval_samples: int = 4
+    #: samples per eval prompt (gold reward, KL, win rate; the held-out pairs are built from the SFT policy's). 2, not
+    #: 4, since issue #15: evaluation was a third of each run's time, and 300 prompts x 2 samples keep DPO's gain over
+    #: SFT separated (docs/testbed.md, "Measured"); the effect tests keep 4 (tests/effect.py).
+    eval_samples: int = 2
     pair_strategy: str = "best_worst"
     bt_temperature: float = 0.1
     label_noise: float = 0.0
@@ -524,6 +527,7 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
                     samples=data.sft_samples,
                     baseline_rewards=sft_rewards,
                     pairs=data.eval_pairs,
+                    ref_pair_logps=data.ref_eval_pair_logps,  # the SFT policy is the reference
                     progress=cfg.progress,
                 )
                 extra.update(hyper_parameters={}, learning_rate=None, train_seconds=0.0)
