@@ -1,6 +1,6 @@
 """``alignkit arena``: train several objectives on the same testbed data and judge them by the gold reward.
 
-alignkit arena                                   # sentiment; sft, dpo, ipo, simpo, kto, orpo, rpo; ~5 min
+alignkit arena                                   # sentiment; sft, dpo, ipo, simpo, kto, orpo, rpo; ~4 min
 alignkit arena --objectives dpo,kto --betas dpo=0.1,0.5 --seeds 0,1 --steps 150 --output out/
 """
 

@@ -2,7 +2,7 @@
 gold reward of a testbed task.
 
 >>> from alignkit.testbed.arena import ArenaConfig, run_arena
->>> result = run_arena(ArenaConfig(output="arena-out"))   # ~4-5 min on a 2-core CPU, including the base build
+>>> result = run_arena(ArenaConfig(output="arena-out"))   # ~4 min cold on a 2-core CPU (the base model ships)
 
 Phases (each timed, each with a progress bar):
 
