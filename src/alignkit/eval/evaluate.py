@@ -98,18 +98,19 @@ def sample_and_score(
     progress: bool = True,
     description: str = "sampling",
     logits_processor: Any = None,
+    with_logps: bool = False,
 ) -> Samples:
     """Sample ``num_samples`` completions per prompt from ``model`` and score them with the task's gold reward.
-    ``logits_processor(input_ids, scores) -> scores`` steers the sampler (e.g. a decoding-time method). The samples
-    carry ``model``'s own log-probs of each completion, from the sampling pass."""
-    from alignkit.engine.generation import sample_with_logps
+    ``logits_processor(input_ids, scores) -> scores`` steers the sampler (e.g. a decoding-time method).
+    ``with_logps``: the samples also carry ``model``'s own log-probs of each completion, from the sampling pass (the
+    same completions either way)."""
+    from alignkit.engine.generation import sample, sample_with_logps
 
     if not prompts:
         raise ValueError("prompts is empty")
     eos = tokenizer.eos_token_id
-    ids, logps = sample_with_logps(
-        model,
-        [list(p.ids) for p in prompts],
+    prompt_ids = [list(p.ids) for p in prompts]
+    kw: dict[str, Any] = dict(
         num_samples=num_samples,
         max_new_tokens=task.max_new_tokens,
         temperature=temperature,
@@ -121,6 +122,10 @@ def sample_and_score(
         description=description,
         logits_processor=logits_processor,
     )
+    if with_logps:
+        ids, logps = sample_with_logps(model, prompt_ids, **kw)
+    else:
+        ids, logps = sample(model, prompt_ids, **kw), None
     texts = [[tokenizer.decode(c, skip_special_tokens=True) for c in per] for per in ids]
     flat_p = [p for p, per in zip(prompts, texts, strict=True) for _ in per]
     flat_t = [t for per in texts for t in per]
@@ -200,6 +205,7 @@ def evaluate_policy(
             seed=seed,
             progress=progress,
             description=description,
+            with_logps=ref_model is not None and ref_model is not model,  # the KL's policy side
         )
     elif len(samples.ids) != len(prompts):
         raise ValueError(f"samples cover {len(samples.ids)} prompts but {len(prompts)} prompts were given")
