@@ -3,6 +3,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the effect tests' base models ship here (tests/effect.py: effect_bases()), so CI copies them instead of pretraining
+os.environ.setdefault(
+    "ALIGNKIT_BASE_MODELS", os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "base_models")
+)
 
 import torch  # noqa: E402
 

@@ -4,6 +4,8 @@ its SHA-256 before use, and a damaged shipped copy is never used silently."""
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 import shutil
 
 import pytest
@@ -69,3 +71,40 @@ def test_rebuild_ignores_the_shipped_copy(tiny_config, tmp_path, monkeypatch):
     monkeypatch.setattr(model_mod, "SHIPPED_DIR", tmp_path / "shipped")
     fresh = get_base_model("sentiment", cfg, cache_dir=tmp_path / "user", rebuild=True, progress=False)
     assert not fresh.from_shipped and not fresh.loaded_from_cache
+
+
+def test_a_folder_named_by_the_environment_is_searched_after_the_package(tiny_config, tmp_path, monkeypatch):
+    """``ALIGNKIT_BASE_MODELS`` names more folders of shipped base models (the test suite's effect bases live in
+    one); a copy found there is checked and used like the package's own."""
+    cfg = tiny_config(pretrain_steps=5)
+    built = get_base_model("sentiment", cfg, cache_dir=tmp_path / "build", progress=False)
+    shutil.copytree(built.path, tmp_path / "team" / built.path.name)
+    monkeypatch.setenv(model_mod.BASE_MODELS_ENV, os.pathsep.join([str(tmp_path / "none"), str(tmp_path / "team")]))
+    assert model_mod.shipped_path(built.path) == tmp_path / "team" / built.path.name
+    monkeypatch.setattr(model_mod, "pretrain", _no_pretraining)
+    used = get_base_model("sentiment", cfg, cache_dir=tmp_path / "user", progress=False)
+    assert used.from_shipped
+    monkeypatch.delenv(model_mod.BASE_MODELS_ENV)
+    assert model_mod.shipped_path(built.path) == model_mod.SHIPPED_DIR / built.path.name
+
+
+def test_the_effect_tests_base_models_are_shipped_and_current(tmp_path, monkeypatch):
+    """Every base model the slow effect tests build (tests/effect.py: effect_bases()) ships in
+    tests/assets/base_models with its SHA-256 (``python tools/ship_base_model.py --effect``), found through
+    ``ALIGNKIT_BASE_MODELS`` (tests/conftest.py), and is used without pretraining: a config change that leaves it
+    stale fails here instead of silently pretraining in every CI run."""
+    from tests.effect import effect_bases
+
+    effect_dir = pathlib.Path(__file__).resolve().parents[1] / "assets" / "base_models"
+    assert str(effect_dir) in os.environ[model_mod.BASE_MODELS_ENV].split(os.pathsep)
+    monkeypatch.setattr(model_mod, "pretrain", _no_pretraining)
+    for task, cfg in effect_bases():
+        folder = model_mod.shipped_path(model_path(task, cfg, tmp_path))
+        hint = f"{folder.name} is not shipped or stale: run python tools/ship_base_model.py --effect"
+        assert folder.parent == effect_dir, hint
+        meta = json.loads((folder / "meta.json").read_text())
+        assert meta["key"] == cfg.key(), hint
+        base = get_base_model(task, cfg, cache_dir=tmp_path, progress=False)
+        assert base.from_shipped, hint
+    shipped = {p.name for p in effect_dir.iterdir() if p.is_dir()}
+    assert shipped == {model_path(t, c, tmp_path).name for t, c in effect_bases()}  # nothing stale left behind

@@ -6,7 +6,7 @@
 
 The default ``sentiment`` base model is shipped in the package (``alignkit/testbed/data/base/``, with its SHA-256
 checksums; rebuild it with ``python tools/ship_base_model.py``), so the first run copies it into the cache instead of
-pretraining; every other config is built on first use.
+pretraining; every other config is built on first use, unless a folder named by ``ALIGNKIT_BASE_MODELS`` ships it.
 
 A base model is a ``tokenizers`` byte-level BPE tokenizer trained on the task's documents and a
 ``transformers.LlamaForCausalLM`` (default: 4 layers, d=128, 4 heads, FFN 352, tied embeddings, ~1 M parameters)
@@ -41,6 +41,10 @@ EOS = "<|endoftext|>"
 #: Base models shipped inside the package (``<task>-<key>/`` folders, same layout as the cache), so the default
 #: main job does not pretrain on first use. Built by ``python tools/ship_base_model.py``; see PROVENANCE.md there.
 SHIPPED_DIR = Path(__file__).resolve().parent / "data" / "base"
+#: More folders (``os.pathsep``-separated) holding base models in the shipped layout, searched after
+#: :data:`SHIPPED_DIR`. alignkit's test suite points it at ``tests/assets/base_models``, where the effect tests' base models
+#: ship (``python tools/ship_base_model.py --effect``); a user may point it at a team's shared copies.
+BASE_MODELS_ENV = "ALIGNKIT_BASE_MODELS"
 
 
 @dataclass(frozen=True)
@@ -336,8 +340,19 @@ def _load(path: Path, config: BaseModelConfig) -> BaseModel | None:
     return BaseModel(model, tokenizer, config, path, meta.get("stats", {}), loaded_from_cache=True)
 
 
+def shipped_dirs() -> list[Path]:
+    """The folders searched for shipped base models, in order: the package's :data:`SHIPPED_DIR`, then those named
+    by the ``ALIGNKIT_BASE_MODELS`` environment variable."""
+    extra = os.environ.get(BASE_MODELS_ENV, "")
+    return [SHIPPED_DIR, *(Path(p) for p in extra.split(os.pathsep) if p)]
+
+
 def shipped_path(path: Path) -> Path:
-    """Where the package would ship the base model whose cache folder is ``path`` (same folder name)."""
+    """Where a shipped copy of the base model whose cache folder is ``path`` lies (same folder name): the first of
+    :func:`shipped_dirs` that holds one, else where the package would ship it."""
+    for folder in shipped_dirs():
+        if (folder / path.name / "meta.json").is_file():
+            return folder / path.name
     return SHIPPED_DIR / path.name
 
 
