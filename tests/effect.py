@@ -34,9 +34,15 @@ def effect_bases() -> list[tuple[Any, Any]]:
     return [
         (get_task("sentiment"), effect_base_config()),
         (get_task("arith"), effect_base_config("arith")),
-        (ArithTask(max_digits=2, curriculum=False), effect_base_config("arith")),  # the DCO row's 2-digit base
+        (
+            ArithTask(max_digits=2, curriculum=False),
+            effect_base_config("arith"),
+        ),  # the DCO row's 2-digit base
         (get_task("safety"), effect_base_config("safety")),
-        (get_task("safety"), get_task("safety").base_config()),  # the safety arena's DPO rows (safety_dpo_arena)
+        (
+            get_task("safety"),
+            get_task("safety").base_config(),
+        ),  # the safety arena's DPO rows (safety_dpo_arena)
     ]
 
 

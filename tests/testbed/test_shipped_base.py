@@ -79,7 +79,9 @@ def test_a_folder_named_by_the_environment_is_searched_after_the_package(tiny_co
     cfg = tiny_config(pretrain_steps=5)
     built = get_base_model("sentiment", cfg, cache_dir=tmp_path / "build", progress=False)
     shutil.copytree(built.path, tmp_path / "team" / built.path.name)
-    monkeypatch.setenv(model_mod.BASE_MODELS_ENV, os.pathsep.join([str(tmp_path / "none"), str(tmp_path / "team")]))
+    monkeypatch.setenv(
+        model_mod.BASE_MODELS_ENV, os.pathsep.join([str(tmp_path / "none"), str(tmp_path / "team")])
+    )
     assert model_mod.shipped_path(built.path) == tmp_path / "team" / built.path.name
     monkeypatch.setattr(model_mod, "pretrain", _no_pretraining)
     used = get_base_model("sentiment", cfg, cache_dir=tmp_path / "user", progress=False)
@@ -107,4 +109,6 @@ def test_the_effect_tests_base_models_are_shipped_and_current(tmp_path, monkeypa
         base = get_base_model(task, cfg, cache_dir=tmp_path, progress=False)
         assert base.from_shipped, hint
     shipped = {p.name for p in effect_dir.iterdir() if p.is_dir()}
-    assert shipped == {model_path(t, c, tmp_path).name for t, c in effect_bases()}  # nothing stale left behind
+    assert shipped == {
+        model_path(t, c, tmp_path).name for t, c in effect_bases()
+    }  # nothing stale left behind
