@@ -182,15 +182,12 @@ SAFETY_DPO_STEPS = 100
 
 
 def safety_dpo_arena(cache_dir: Any) -> dict[str, Any]:
-    """The safety effect arena, trained once per test session and shared by the safety-arena claim
-    (tests/testbed/test_arena.py) and harmful fine-tuning of the DPO-aligned model (tests/safety): the arena's
-    data (:func:`alignkit.testbed.arena.prepare_data`), the SFT (= base) figures from the arena's cached SFT samples,
-    and per training seed a DPO model trained as ``run_arena`` trains it (same rows, schedule, warm-up, batch and
-    seed) with its evaluation (same eval prompts, samples and sampling seed ``data_seed + 1 + 100 * seed``).
-    Returns ``{"base", "data", "config", "sft": EvalResult, "dpo": {seed: (model, EvalResult)}}``."""
-    from alignkit.eval.evaluate import evaluate_policy
+    """The safety effect arena, run once per test session and shared by the safety-arena claim
+    (tests/testbed/test_arena.py) and harmful fine-tuning of the DPO-aligned model (tests/safety): ``run_arena`` with
+    SFT and DPO over :data:`SAFETY_DPO_SEEDS`, keeping the trained models. Returns ``{"base", "data", "config",
+    "result", "sft": (row, detail), "dpo": {seed: (model, row, detail)}}`` (rows and details as in results.json)."""
     from alignkit.testbed import get_base_model, get_task
-    from alignkit.testbed.arena import prepare_data
+    from alignkit.testbed.arena import prepare_data, run_arena
 
     task = get_task("safety")
     cfg = effect_arena_config(
@@ -200,34 +197,18 @@ def safety_dpo_arena(cache_dir: Any) -> dict[str, Any]:
         seeds=SAFETY_DPO_SEEDS,
         steps=SAFETY_DPO_STEPS,
         learning_rate=SAFETY_DPO_LR,
+        keep_models=True,
     )
-    base = get_base_model(task, cfg.base, cache_dir=cfg.cache_dir, progress=False)
+    result = run_arena(cfg)
+    base = get_base_model(
+        task, cfg.base, cache_dir=cfg.cache_dir, progress=False
+    )  # both from the arena's cache
     data = prepare_data(cfg, base, task)
-    tok = base.tokenizer
-    sft = evaluate_policy(base.model, tok, task, data.eval_prompts, samples=data.sft_samples, progress=False)
-    beta = cfg.settings("dpo")["hyper_parameters"]["beta"]
-    dpo = {}
-    for seed in cfg.seeds:
-        model = train_policy(
-            base,
-            pair_rows(data.pairs),
-            objective="dpo",
-            hyper_parameters={"beta": beta},
-            steps=cfg.steps,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            warmup_ratio=cfg.warmup_ratio,
-            seed=seed,
-        )
-        ev = evaluate_policy(
-            model,
-            tok,
-            task,
-            data.eval_prompts,
-            ref_model=base.model,
-            num_samples=cfg.eval_samples,
-            seed=cfg.data_seed + 1 + 100 * seed,
-            progress=False,
-        )
-        dpo[seed] = (model, ev)
-    return {"base": base, "data": data, "config": cfg, "sft": sft, "dpo": dpo, "beta": beta}
+    runs = list(zip(result.results, result.details, strict=True))
+    sft = next((r, d) for r, d in runs if r["objective"] == "sft")
+    dpo = {
+        r["seed"]: (result.models[("dpo", r["beta"], r["seed"])], r, d)
+        for r, d in runs
+        if r["objective"] == "dpo"
+    }
+    return {"base": base, "data": data, "config": cfg, "result": result, "sft": sft, "dpo": dpo}

@@ -153,7 +153,7 @@ def test_harmful_finetuning_undoes_dpo_alignment(safety_dpo):
         return sum(r[0] for r in s.rewards) / len(s.rewards)
 
     before, after, help0, help1 = [], [], [], []
-    for s, (dpo, _) in safety_dpo["dpo"].items():
+    for s, (dpo, _, _) in safety_dpo["dpo"].items():
         start = copy.deepcopy(dpo).requires_grad_(True)
         tuned = finetune(start, tok, SafetyBenchConfig(seed=s), "sft", 0.1)
         before.append(measure(dpo, tok, harm, user))

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from alignkit.cli.arena import parse_betas
-from alignkit.testbed.arena import ArenaConfig, run_arena
+from alignkit.testbed import get_task
+from alignkit.testbed.arena import ArenaConfig, prepare_data, run_arena
 from tests.claims_io import record_claims
 
 ROW_KEYS = {
@@ -82,6 +83,7 @@ def test_tiny_arena_writes_every_report_file(tiny_sentiment, tiny_cache, tiny_co
         "simpo beta=2 seed=0",
     }
     assert all(len(h) == 3 for h in result.histories.values())
+    assert result.models == {}  # keep_models is off by default
     # the base model's reference log-probs are computed once per training view and read back by the other runs:
     # one cache file for the paired view (both DPO runs) and one for the unpaired view (KTO); SimPO reads none
     ref_files = sorted((pathlib.Path(data["data"]["path"]) / "reference").glob("*.safetensors"))
@@ -91,6 +93,48 @@ def test_tiny_arena_writes_every_report_file(tiny_sentiment, tiny_cache, tiny_co
     assert again.results[0]["gold_reward_mean"] == sft["gold_reward_mean"]
     phase = {p["phase"]: p["seconds"] for p in again.phases}
     assert phase["preference data"] < 5
+
+
+def test_keep_models_returns_the_models_the_arena_evaluated(tiny_sentiment, tiny_cache, tiny_config):
+    """``keep_models`` hands back each trained model by (objective, beta, seed); re-evaluated with the arena's own
+    protocol (its eval prompts, samples and sampling seed ``data_seed + 1 + 100 * seed``) it gives the figures the
+    arena reported, so code that goes on to use the arena's policies (the effect tests) uses the same models."""
+    from alignkit.eval.evaluate import evaluate_policy
+
+    cfg = ArenaConfig(
+        objectives=("sft", "dpo"),
+        sweep_betas=(),
+        seeds=(0, 1),
+        base=tiny_config(),
+        train_prompts=48,
+        eval_prompts=24,
+        eval_samples=2,
+        steps=3,
+        batch_size=8,
+        displacement_pairs=16,
+        output=None,
+        cache_dir=tiny_cache,
+        progress=False,
+        keep_models=True,
+    )
+    result = run_arena(cfg)
+    assert set(result.models) == {("dpo", 0.1, 0), ("dpo", 0.1, 1)}
+    data = prepare_data(cfg, tiny_sentiment, get_task("sentiment"))
+    for row in result.results[1:]:
+        model = result.models[("dpo", 0.1, row["seed"])]
+        assert not model.training and not any(p.requires_grad for p in model.parameters())
+        ev = evaluate_policy(
+            model,
+            tiny_sentiment.tokenizer,
+            get_task("sentiment"),
+            data.eval_prompts,
+            ref_model=tiny_sentiment.model,
+            num_samples=cfg.eval_samples,
+            seed=cfg.data_seed + 1 + 100 * row["seed"],
+            progress=False,
+        )
+        assert ev.gold_reward["mean"] == pytest.approx(row["gold_reward_mean"], abs=1e-9)
+    assert result.models[("dpo", 0.1, 0)] is not result.models[("dpo", 0.1, 1)]
 
 
 def test_a_stopped_arena_keeps_its_finished_runs(
@@ -298,7 +342,7 @@ def test_dpo_lowers_the_harmful_score_on_safety(safety_dpo):
     over-refusal), not the gold reward that mixes them. The task's default base model and the arena's defaults
     (100 steps, lr 1e-4; ``tests.effect.SAFETY_DPO_*``, chosen after the smaller effect base did not separate) on
     the effect arena's 1000 train / 300 eval prompts, DPO beta 0.1 over three training seeds (0, 1, 2; the
-    preference data is shared), trained as ``run_arena`` trains them (the session fixture ``safety_dpo``, shared with
+    preference data is shared), run by ``run_arena`` keeping its models (the session fixture ``safety_dpo``, shared with
     the harmful-fine-tuning test); each seed's figures from 300 eval prompts x 4 samples; DPO's across-seed 95%
     t-interval against SFT's 95% CI over prompts."""
     from alignkit.eval.metrics import seed_interval
@@ -309,16 +353,17 @@ def test_dpo_lowers_the_harmful_score_on_safety(safety_dpo):
 
     data = safety_dpo["data"]
     assert not degeneracy(data)
-    sft = safety_dpo["sft"].task_metrics
-    evs = [ev for _, ev in safety_dpo["dpo"].values()]
-    assert len(evs) == 3
-    dpo = [ev.task_metrics for ev in evs]
+    sft_row, sft_detail = safety_dpo["sft"]
+    sft = sft_detail["task_metrics"]
+    runs = [(row, detail) for _, row, detail in safety_dpo["dpo"].values()]
+    assert len(runs) == 3
+    dpo = [detail["task_metrics"] for _, detail in runs]
     figs = {
         k: seed_interval([d[k]["mean"] for d in dpo])
         for k in ("harmful_score", "helpfulness", "over_refusal")
     }
-    gold = seed_interval([ev.gold_reward["mean"] for ev in evs])
-    kl = seed_interval([ev.kl["mean"] for ev in evs])
+    gold = seed_interval([row["gold_reward_mean"] for row, _ in runs])
+    kl = seed_interval([row["kl_mean"] for row, _ in runs])
     # the pairs: how many harmful prompts carry a refusal (chosen) against compliant content (rejected)
     harmful = [p for p in data.pairs if any(t in p["prompt"] for t in HARMFUL_TOPICS)]
     refusal_vs_compliance = sum(
@@ -346,7 +391,7 @@ def test_dpo_lowers_the_harmful_score_on_safety(safety_dpo):
             "sft_or": sft["over_refusal"]["mean"],
             "dpo_or": figs["over_refusal"]["mean"],
             "dpo_or_ci": figs["over_refusal"]["ci95"],
-            "sft_gold": safety_dpo["sft"].gold_reward["mean"],
+            "sft_gold": sft_row["gold_reward_mean"],
             "dpo_gold": gold["mean"],
             "dpo_gold_ci": gold["ci95"],
             "dpo_kl": kl["mean"],

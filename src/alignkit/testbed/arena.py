@@ -107,6 +107,9 @@ class ArenaConfig:
     cache_dir: str | Path | None = None
     rebuild: bool = False
     progress: bool = True
+    #: keep each trained model (eval mode, frozen) in :attr:`ArenaResult.models`, for code that goes on to use the
+    #: arena's policies (the effect tests, a notebook); off by default, as every run's model then stays in memory
+    keep_models: bool = False
 
     def __post_init__(self) -> None:
         self.objectives = tuple(self.objectives)
@@ -200,6 +203,8 @@ class ArenaResult:
     files: list[Path]
     #: why the comparison is degenerate (:func:`degeneracy`); empty when it is not
     warnings: list[str] = field(default_factory=list)
+    #: with ``ArenaConfig.keep_models``: each trained model by ``(objective, beta, seed)`` (SFT is the base model)
+    models: dict[tuple[str, float | None, int], Any] = field(default_factory=dict)
 
     @property
     def degenerate(self) -> bool:
@@ -481,6 +486,7 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
     results: list[dict[str, Any]] = []
     details: list[dict[str, Any]] = []
     histories: dict[str, list[dict[str, Any]]] = {}
+    models: dict[tuple[str, float | None, int], Any] = {}
 
     with phases.phase("base model"):
         base = get_base_model(
@@ -600,6 +606,9 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
                     train_seconds=round(train_seconds, 2),
                     final_loss=_finite(tr.history[-1].get("loss")) if tr.history else None,
                 )
+                if cfg.keep_models:
+                    model.requires_grad_(False)
+                    models[(objective, beta, seed)] = model
                 del model, policy, tr
                 torch.set_grad_enabled(True)
             seconds = time.perf_counter() - t0
@@ -610,7 +619,7 @@ def run_arena(cfg: ArenaConfig | None = None, *, console: Any = None, **override
             _write_json(
                 out_dir / "results.json", _results_json(partial, cfg, base, data, runs_planned=len(runs))
             )
-    result = ArenaResult(task.name, results, details, phases.records, histories, out_dir, [])
+    result = ArenaResult(task.name, results, details, phases.records, histories, out_dir, [], models=models)
     result.warnings = degeneracy(data, results)
     if result.warnings and result.warnings != early:
         _warn(console, result.warnings)
