@@ -158,14 +158,18 @@ def _pass_at(model: Any, tok: Any, task: Any, prompts: list[Any], n: int) -> dic
 def test_dco_vs_cross_entropy_pass_at_n_with_longer_training(effect_cache):
     """DCO's claim (arXiv:2502.07154): longer cross-entropy training makes pass@N fall (over-confidence) while DCO
     keeps it. Here: 2-digit arith (the 3-digit effect base reaches pass@16 of only ~0.01), the effect-size
-    base (cached under its ``max_digits`` tag), 2000 train problems, 200 held-out eval problems, N = 16, lr 1e-3 constant, batch 32.
-    Measured (2-core, shared): CE 40 steps pass@16 0.125 [0.08, 0.17]; CE 400 steps 0.16 [0.115, 0.21]; DCO
-    (n=16) 400 steps 0.175 [0.125, 0.23] (pass@1 0.009 / 0.013 / 0.014).
-    NOT HELD at this scale: CE's pass@16 does not fall with 10x longer training, and DCO is no better than CE.
-    What is asserted is what holds: neither objective loses pass@N with longer training, and they are within
-    each other's CI."""
+    base (cached under its ``max_digits`` tag), 2000 train problems, 200 held-out eval problems, N = 16, lr 1e-3
+    constant, batch 32, training seeds 0, 1, 2 (the seed orders the batches; the three arms share data and seed, so
+    they pair by seed). Per arm: the mean pass@16 and its 95% Student-t interval across seeds; CE 400 - CE 40 and
+    DCO 400 - CE 400 paired by seed, with the paired t-test p-value of the latter.
+    Measured (2026-12-02): pass@16 CE 40 steps 0.078 [0.042, 0.114] (0.070 / 0.095 / 0.070), CE 400 steps 0.195
+    [0.114, 0.276] (0.160 / 0.225 / 0.200), DCO (n=16) 400 steps 0.218 [0.168, 0.269] (0.215 / 0.240 / 0.200);
+    CE 400 - CE 40 +0.117 [0.059, 0.174]; DCO - CE at 400 steps +0.023 [-0.047, 0.094], p 0.29.
+    NOT HELD at this scale: CE's pass@16 rises with 10x longer training, and DCO is no better than CE."""
+    from alignkit.eval.metrics import seed_interval
     from alignkit.testbed import get_base_model
     from alignkit.testbed.tasks import ArithTask
+    from tests.effect import TRAINING_SEEDS, paired_by_seed
 
     task = ArithTask(max_digits=2, curriculum=False)
     base = get_base_model(task, effect_base_config("arith"), cache_dir=effect_cache, progress=False)
@@ -180,46 +184,60 @@ def test_dco_vs_cross_entropy_pass_at_n_with_longer_training(effect_cache):
     ]
     evals = task.prompts(tok, "eval", 200, seed=0)
     n = 16
-    res = {}
-    for name, obj, hp, steps in (
-        ("ce_short", "sft", {}, 40),
-        ("ce_long", "sft", {}, 400),
-        ("dco_long", "dco", {"n": n}, 400),
-    ):
-        model = train_policy(
-            base,
-            rows,
-            objective=obj,
-            mode="sft",
-            hyper_parameters=hp,
-            steps=steps,
-            batch_size=32,
-            learning_rate=1e-3,
-            lr_scheduler="constant",
-            warmup_ratio=0.0,
-        )
-        res[name] = _pass_at(model, tok, task, evals, n)
-    print("dco pass@N:", res)
     key = f"pass@{n}"
-    ce_s, ce_l, dco_l = res["ce_short"], res["ce_long"], res["dco_long"]
+    res: dict[str, list[dict[str, float]]] = {"ce_short": [], "ce_long": [], "dco_long": []}
+    for seed in TRAINING_SEEDS:
+        for name, obj, hp, steps in (
+            ("ce_short", "sft", {}, 40),
+            ("ce_long", "sft", {}, 400),
+            ("dco_long", "dco", {"n": n}, 400),
+        ):
+            model = train_policy(
+                base,
+                rows,
+                objective=obj,
+                mode="sft",
+                hyper_parameters=hp,
+                steps=steps,
+                batch_size=32,
+                learning_rate=1e-3,
+                lr_scheduler="constant",
+                warmup_ratio=0.0,
+                seed=seed,
+            )
+            res[name].append(_pass_at(model, tok, task, evals, n))
+    passes = {k: [r[key] for r in v] for k, v in res.items()}
+    iv = {k: seed_interval(v) for k, v in passes.items()}
+    longer = paired_by_seed(passes["ce_long"], passes["ce_short"])
+    dco_vs_ce = paired_by_seed(passes["dco_long"], passes["ce_long"])
+    print("dco pass@N:", iv, longer, dco_vs_ce)
     record_claims(
         "seed_dco",
         {
-            **{f"{k}_pass": v[key] for k, v in res.items()},
-            **{f"{k}_ci": list(v[f"{key}_ci95"]) for k, v in res.items()},
-            **{f"{k}_pass1": v["pass@1"] for k, v in res.items()},
+            **{f"{k}_pass": v["mean"] for k, v in iv.items()},
+            **{f"{k}_ci": v["ci95"] for k, v in iv.items()},
+            **{f"{k}_seeds": v["values"] for k, v in iv.items()},
+            **{f"{k}_pass1": sum(r["pass@1"] for r in v) / len(v) for k, v in res.items()},
+            "ce_longer": longer["mean"],
+            "ce_longer_ci": longer["ci95"],
+            "dco_minus_ce": dco_vs_ce["mean"],
+            "dco_minus_ce_ci": dco_vs_ce["ci95"],
+            "p_dco_vs_ce": dco_vs_ce["p"],
         },
-        tolerance=0.02,
+        # run-to-run noise (reduction order) flips a sampled answer now and then; the t-interval's ends amplify it
+        tolerance={"ce_short_ci": 0.05, "ce_long_ci": 0.05, "dco_long_ci": 0.05, "ce_longer_ci": 0.05}
+        | {"dco_minus_ce_ci": 0.05, "p_dco_vs_ce": 0.05}
+        | {f"{k}_{f}": 0.02 for k in res for f in ("pass", "seeds", "pass1")}
+        | {"ce_longer": 0.02, "dco_minus_ce": 0.02},
     )
-    assert ce_l[key] > 0.05 and dco_l[key] > 0.05  # both solve some held-out problems
-    assert ce_l[key] >= ce_s[f"{key}_ci95"][0]  # CE's pass@N did not fall below the short run's CI
-    # DCO does not beat CE at the same length: its mean is not above CE's CI. (Until 2026-12-02 this asserted that
-    # each mean lies inside the other's CI; on the re-built arith base, CE 0.170 [0.120, 0.225] vs DCO 0.105
-    # [0.065, 0.145] — DCO below, intervals overlapping — so the assertion now states what holds; the row says so.)
-    assert dco_l[key] <= ce_l[f"{key}_ci95"][1]
     assert (
-        dco_l[f"{key}_ci95"][1] >= ce_l[f"{key}_ci95"][0]
-    )  # the intervals overlap: no difference established
+        min(passes["ce_long"]) > 0.05 and min(passes["dco_long"]) > 0.05
+    )  # both solve some held-out problems
+    # measured: CE's pass@N does not fall with 10x longer training, it rises on every seed (the paired interval lies
+    # above 0), so there is no fall for DCO to prevent; DCO vs CE at 400 steps: no difference (the paired interval
+    # includes 0). NOT HELD at this scale; asserted is what the data shows.
+    assert longer["ci95"][0] > 0
+    assert dco_vs_ce["ci95"][0] < 0 < dco_vs_ce["ci95"][1]
 
 
 def test_irepo_and_pairwise_cringe_vs_dpo_in_the_arena(effect_sentiment_arena):
