@@ -131,11 +131,14 @@ def pair_rows(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def sentiment_effect_arena(cache_dir: Any) -> Any:
     """The sentiment effect arena every preference-optimisation row reads (``effect_sentiment_arena`` fixture):
     SFT plus DPO, iREPO and Pairwise Cringe on the same preference data, each over :data:`TRAINING_SEEDS` (seed s
-    sets the batch order and the evaluation sampling of every objective alike, so the arms pair by seed)."""
+    sets the batch order and the evaluation sampling of every objective alike, so the arms pair by seed). The trained
+    models are kept (``result.models``): the DeRa rows (tests/decoding) use its DPO models."""
     from alignkit.testbed.arena import run_arena
 
     return run_arena(
-        effect_arena_config(cache_dir, objectives=SENTIMENT_ARENA_OBJECTIVES, seeds=TRAINING_SEEDS)
+        effect_arena_config(
+            cache_dir, objectives=SENTIMENT_ARENA_OBJECTIVES, seeds=TRAINING_SEEDS, keep_models=True
+        )
     )
 
 

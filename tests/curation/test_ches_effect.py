@@ -40,10 +40,10 @@ def test_low_ches_pairs_displace_chosen_less_than_high_ches(effect_sentiment, ef
     log-prob over the trained pairs; across seeds: the mean and 95% Student-t interval. The second claim's
     "ordinary data": three random 64-pair draws, draw i trained with training seed i (data and seed vary
     together), with the interval across the three runs.
-    Measured (2026-12-02): lowest-CHES -7.3 [-7.8, -6.9] (seeds -7.1 / -7.4 / -7.5; 81-84% of pairs fell),
-    highest-CHES -22.9 [-24.1, -21.6] (100% fell on every seed); random draws -0.5 [-3.8, 2.8] (-2.0 / +0.5 /
-    -0.1; 42-70% fell) — on this testbed the lowest-CHES subset is *not* better than a random one (its rejected
-    log-prob also falls far more: these pairs are pushed much harder)."""
+    Measured: docs/claims/results/curation_ches.json (rendered in docs/claims.md). On the shipped effect base
+    (2026-12-03): lowest-CHES -6.9 [-7.6, -6.3], highest-CHES -25.5 [-27.9, -23.0], random draws -0.9 [-5.4, 3.6]
+    — on this testbed the lowest-CHES subset is *not* better than a random one (its rejected log-prob also falls
+    far more: these pairs are pushed much harder)."""
     from alignkit.curation import ches_filter, pair_ches_scores
     from alignkit.eval.metrics import seed_interval
     from alignkit.testbed import get_task

@@ -1,7 +1,8 @@
 """Slow effect tests of the decoding-time methods (issue #8) on the ``sentiment`` testbed.
 
-DPO policies of training seeds 0, 1, 2 are trained once per module (fixture ``dpo_seeds``: the arena's DPO recipe,
-beta 0.1, lr 2e-4, 150 steps on the cached 1000-prompt preference data) and shared by the DeRa tests. Gold reward
+The DPO policies of training seeds 0, 1, 2 are the sentiment effect arena's (fixture ``dpo_seeds``, from the session
+fixture ``effect_sentiment_arena``: beta 0.1, lr 2e-4, 150 steps on the cached 1000-prompt preference data) and
+shared by the DeRa tests. Gold reward
 is VADER's compound score; KL(pi || ref) is the mean of ``log pi(y) - log ref(y)`` over samples
 (:func:`alignkit.eval.sequence_kl`); every figure is a mean over prompts with a 95% bootstrap CI
 (:func:`alignkit.eval.mean_ci`). The measured numbers are printed (``pytest -s``), recorded for the claims board
@@ -68,13 +69,10 @@ def _train_dpo(
 
 
 @pytest.fixture(scope="module")
-def dpo_seeds(effect_sentiment, arena) -> dict[int, torch.nn.Module]:
-    """DPO policies (beta 0.1) of training seeds 0, 1, 2, trained once for this module from the effect base model
-    on the same preference data (the arena's DPO runs of those seeds)."""
-    cfg, _, data = arena
-    return {
-        seed: _train_dpo(effect_sentiment, cfg, data.pairs, beta=0.1, seed=seed) for seed in TRAINING_SEEDS
-    }
+def dpo_seeds(effect_sentiment_arena) -> dict[int, torch.nn.Module]:
+    """DPO policies (beta 0.1) of training seeds 0, 1, 2 on the arena's preference data: the sentiment effect
+    arena's own DPO runs (``effect_sentiment_arena`` keeps its models), so they are trained once per session."""
+    return {seed: effect_sentiment_arena.models[("dpo", 0.1, seed)] for seed in TRAINING_SEEDS}
 
 
 @pytest.fixture(scope="module")
@@ -208,10 +206,9 @@ def test_dera_lambda_sweep_is_monotone_in_kl_and_raises_gold_reward(dera_sweep):
     reward-vs-KL trade-off: KL(pi_lam || ref) grows with lam and the gold reward rises with it. Three training
     seeds of the DPO model; per lam the mean and 95% Student-t interval across seeds (lam 0: the reference, its
     bootstrap interval over prompts), and each step of lam paired by seed (the same model on both sides).
-    Measured (100 prompts x 2, 2026-12-02): lam 0 / 0.5 / 1 / 1.5 -> gold 0.071 / 0.145 / 0.179 / 0.224, KL 0 /
-    1.25 / 5.5 / 11.0; KL rises at every step on every seed (paired steps +1.25 [1.16, 1.34], +4.26 [2.07,
-    6.45], +5.50 [4.24, 6.76]); the lam 1 and 1.5 KL intervals across seeds touch (seed 0's KL is the largest at
-    both); gold lam 1 - reference +0.108 [0.035, 0.180], lam 1.5 - lam 0.5 +0.079 [0.038, 0.121]."""
+    Measured: docs/claims/results/decoding_dera_sweep.json (rendered in docs/claims.md). On the shipped effect
+    base (2026-12-03): gold 0.070 / 0.127 / 0.194 / 0.248, KL 0 / 0.95 / 3.72 / 8.69; every paired step of lam
+    raises KL and gold on every seed."""
     gold, kl = _sweep_intervals(dera_sweep, 0), _sweep_intervals(dera_sweep, 1)
 
     def per_seed(which: int, lam: float) -> list[float]:
@@ -272,8 +269,9 @@ def test_dera_sweep_matches_retraining_at_beta_over_lambda(effect_sentiment, are
     beta / lam traces. Per training seed s, a DPO model retrained at beta = 0.1 / 0.5 = 0.2 (seed s, same data) is
     placed against the DeRa curve of the beta-0.1 model of seed s (linearly interpolated at the retrained model's
     KL): the gap gold - curve, and the retrained model's KL against the lam-0.5 mixture's, paired by seed.
-    Measured (100 prompts x 2, 2026-12-02): retrained gold 0.181 [0.144, 0.218] at KL 2.60 [1.84, 3.37]; gap to
-    the curve +0.026 [-0.003, 0.055] (+0.022 / +0.016 / +0.039); retrained KL - lam-0.5 KL +1.36 [0.68, 2.03]."""
+    Measured: docs/claims/results/decoding_dera_retrain.json (rendered in docs/claims.md). On the shipped effect
+    base (2026-12-03): retrained gold 0.194 [0.176, 0.212] at KL 2.33; gap to the curve +0.032 [-0.003, 0.068];
+    retrained KL - lam-0.5 KL +1.38 [0.96, 1.81]."""
     from alignkit.eval.metrics import seed_interval
 
     cfg, task, data = arena
@@ -317,7 +315,7 @@ def test_dera_sweep_matches_retraining_at_beta_over_lambda(effect_sentiment, are
         tolerance=0.03,
     )
     # measured: on every seed the retrained model lies near the DeRa curve (0.02-0.04 above it; the gap's interval
-    # across seeds just reaches 0), but at about twice the lam-0.5 mixture's KL: beta / lam matches only roughly
+    # across seeds just reaches 0), but at 2-3 times the lam-0.5 mixture's KL: beta / lam matches only roughly
     assert max(abs(v) for v in gap["values"]) < 0.1  # near the curve, every seed
     assert kl_gap["ci95"][0] > 0  # the retrained KL is not the lam-0.5 mixture's
 

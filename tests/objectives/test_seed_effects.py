@@ -162,9 +162,9 @@ def test_dco_vs_cross_entropy_pass_at_n_with_longer_training(effect_cache):
     constant, batch 32, training seeds 0, 1, 2 (the seed orders the batches; the three arms share data and seed, so
     they pair by seed). Per arm: the mean pass@16 and its 95% Student-t interval across seeds; CE 400 - CE 40 and
     DCO 400 - CE 400 paired by seed, with the paired t-test p-value of the latter.
-    Measured (2026-12-02): pass@16 CE 40 steps 0.078 [0.042, 0.114] (0.070 / 0.095 / 0.070), CE 400 steps 0.195
-    [0.114, 0.276] (0.160 / 0.225 / 0.200), DCO (n=16) 400 steps 0.218 [0.168, 0.269] (0.215 / 0.240 / 0.200);
-    CE 400 - CE 40 +0.117 [0.059, 0.174]; DCO - CE at 400 steps +0.023 [-0.047, 0.094], p 0.29.
+    Measured: docs/claims/results/seed_dco.json (rendered in docs/claims.md). On the shipped effect base
+    (2026-12-03): pass@16 CE 40 steps 0.070, CE 400 steps 0.162, DCO 400 steps 0.157; CE 400 - CE 40 +0.092
+    [0.034, 0.149]; DCO - CE at 400 steps -0.005 [-0.179, 0.169].
     NOT HELD at this scale: CE's pass@16 rises with 10x longer training, and DCO is no better than CE."""
     from alignkit.eval.metrics import seed_interval
     from alignkit.testbed import get_base_model
