@@ -159,3 +159,12 @@ def record_claims(
             + "\n  ".join(problems)
             + f"\n{redo}"
         )
+
+
+def interval_figures(name: str, interval: Mapping[str, Any], *, seeds: bool = True) -> dict[str, Any]:
+    """The figures of one across-seed interval (:func:`alignkit.eval.metrics.seed_interval`) under the board's
+    naming: ``name`` (mean), ``name_ci`` (95% interval) and, with ``seeds``, ``name_seeds`` (per-seed values)."""
+    out = {name: interval["mean"], f"{name}_ci": interval["ci95"]}
+    if seeds:
+        out[f"{name}_seeds"] = interval["values"]
+    return out

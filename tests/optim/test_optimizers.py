@@ -21,7 +21,7 @@ from alignkit.optim import (
     needs_closure,
     two_sum,
 )
-from tests.claims_io import record_claims
+from tests.claims_io import interval_figures, record_claims
 
 BF = torch.bfloat16
 
@@ -206,12 +206,8 @@ def test_collage_recovers_the_precision_of_fp32_master_weights():
     record_claims(
         "optim_collage",
         {
-            "err_plain_bf16": iv["plain"]["mean"],
-            "err_plain_bf16_ci": iv["plain"]["ci95"],
-            "err_plain_bf16_seeds": iv["plain"]["values"],
-            "err_collage": iv["collage"]["mean"],
-            "err_collage_ci": iv["collage"]["ci95"],
-            "err_collage_seeds": iv["collage"]["values"],
+            **interval_figures("err_plain_bf16", iv["plain"]),
+            **interval_figures("err_collage", iv["collage"]),
             "ratio_seeds": [p / c for p, c in zip(errs["plain"], errs["collage"], strict=True)],
         },
         tolerance=1e-3,

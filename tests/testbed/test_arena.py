@@ -7,6 +7,7 @@ import json
 import math
 import pathlib
 import time
+from typing import Any
 
 import pytest
 
@@ -32,10 +33,9 @@ def _finite(x):
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def test_tiny_arena_writes_every_report_file(tiny_sentiment, tiny_cache, tiny_config, tmp_path):
-    cfg = ArenaConfig(
-        objectives=("sft", "dpo", "kto", "simpo"),
-        sweep_betas=(0.5,),
+def _tiny_arena_config(tiny_config: Any, tiny_cache: Any, **overrides: Any) -> ArenaConfig:
+    """The tiny arena of the fast tests (48 train / 24 eval prompts, 3 steps on the tiny base model)."""
+    settings: dict[str, Any] = dict(
         base=tiny_config(),
         train_prompts=48,
         eval_prompts=24,
@@ -43,9 +43,19 @@ def test_tiny_arena_writes_every_report_file(tiny_sentiment, tiny_cache, tiny_co
         steps=3,
         batch_size=8,
         displacement_pairs=16,
-        output=tmp_path / "out",
         cache_dir=tiny_cache,
         progress=False,
+    )
+    return ArenaConfig(**{**settings, **overrides})
+
+
+def test_tiny_arena_writes_every_report_file(tiny_sentiment, tiny_cache, tiny_config, tmp_path):
+    cfg = _tiny_arena_config(
+        tiny_config,
+        tiny_cache,
+        objectives=("sft", "dpo", "kto", "simpo"),
+        sweep_betas=(0.5,),
+        output=tmp_path / "out",
     )
     t0 = time.perf_counter()
     result = run_arena(cfg)
@@ -101,20 +111,13 @@ def test_keep_models_returns_the_models_the_arena_evaluated(tiny_sentiment, tiny
     arena reported, so code that goes on to use the arena's policies (the effect tests) uses the same models."""
     from alignkit.eval.evaluate import evaluate_policy
 
-    cfg = ArenaConfig(
+    cfg = _tiny_arena_config(
+        tiny_config,
+        tiny_cache,
         objectives=("sft", "dpo"),
         sweep_betas=(),
         seeds=(0, 1),
-        base=tiny_config(),
-        train_prompts=48,
-        eval_prompts=24,
-        eval_samples=2,
-        steps=3,
-        batch_size=8,
-        displacement_pairs=16,
         output=None,
-        cache_dir=tiny_cache,
-        progress=False,
         keep_models=True,
     )
     result = run_arena(cfg)
