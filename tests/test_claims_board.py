@@ -98,6 +98,7 @@ def test_record_claims_writes_then_checks(tmp_path, monkeypatch):
     import tests.claims_io as io
 
     monkeypatch.setattr(io, "RESULTS_DIR", tmp_path)
+    monkeypatch.delenv("ALIGNKIT_UPDATE_CLAIMS", raising=False)  # check mode, also inside an update-mode run
     with pytest.raises(AssertionError, match="ALIGNKIT_UPDATE_CLAIMS=1"):
         record_claims("demo", {"a": 1.0})  # no file yet: says how to create it
     monkeypatch.setenv("ALIGNKIT_UPDATE_CLAIMS", "1")

@@ -416,8 +416,8 @@ def test_urial_prompt_effect_on_base_model(effect_sentiment, arena):
     """URIAL (arXiv:2312.01552) on a 0.3 M-parameter base model pretrained on Shakespeare: measured, not
     assumed. The URIAL prompt with 0 / 1 stylistic examples is ~230 / ~300 tokens, beyond the model's
     128-token pretraining context (and, with one example, its 256 positions); the paper's 3 examples do not
-    fit at all. Measured (200 prompts x 2): plain 0.037, URIAL k=0 +0.021 [-0.004, 0.045], k=1 +0.029
-    [0.005, 0.054] — a small lift, a quarter of DPO's (+0.12). Asserted: URIAL does not hurt, its lift is
+    fit at all. Figures (200 prompts x 2): docs/claims/results/decoding_urial.json — a small lift, a quarter of
+    DPO's. Asserted: URIAL does not hurt, its lift is
     positive with one example, and it stays well below a DPO-sized lift (upper CI < 0.1)."""
     _, task, data = arena
     model, tok = effect_sentiment.model, effect_sentiment.tokenizer

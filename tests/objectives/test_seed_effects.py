@@ -76,9 +76,7 @@ def test_goldfish_reduces_verbatim_reproduction(effect_sentiment):
     a 16-token prefix, training seeds 0, 1, 2 (the seed orders the batches; SFT and Goldfish share the passages,
     so they pair by seed). Per seed: the share of continuation tokens matched and of passages reproduced exactly;
     across seeds: the mean and 95% t-interval, and the paired SFT - Goldfish difference with its t-test p-value.
-    Measured (2026-12-02): base 0.023 token match; SFT 0.91 / 0.96 / 0.91 (13 / 15 / 12 of 16 passages
-    verbatim); Goldfish (k=4, h=13) 0.21 / 0.13 / 0.13 (0 verbatim on every seed); SFT - Goldfish 0.77 [0.60,
-    0.94], p 0.003."""
+    Figures: docs/claims/results/seed_goldfish.json (rendered in docs/claims.md)."""
     from alignkit.eval.metrics import seed_interval
     from alignkit.testbed import get_task
     from tests.effect import TRAINING_SEEDS, paired_by_seed
@@ -247,9 +245,7 @@ def test_irepo_and_pairwise_cringe_vs_dpo_in_the_arena(effect_sentiment_arena):
     against DPO's is a per-seed paired difference (same data, same seed), its across-seed 95% t-interval and a
     paired t-test p-value (Holm-corrected on the board). "Reaches DPO's gold reward or better": yes when the
     difference's interval lies above 0, no when it lies below 0, inconclusive when it holds 0.
-    Measured (2026-12-02): SFT 0.082 [0.067, 0.098]; DPO 0.192 / 0.182 / 0.168 (KL ~4.2); iREPO 0.175 / 0.169 /
-    0.158 (KL ~1.5), iREPO - DPO -0.014 [-0.023, -0.004], p 0.026; Pairwise Cringe 0.157 / 0.152 / 0.140 (KL
-    ~1.0), Cringe - DPO -0.031 [-0.041, -0.021], p 0.006. The claim does NOT hold at this budget: both are below
+    Figures: docs/claims/results/seed_irepo_cringe.json. The claim does NOT hold at this budget: both are below
     DPO on every seed (the single-seed board's overlapping bootstrap intervals said "inconclusive"). Asserted:
     that, and that both beat SFT on every seed while moving less than DPO."""
     from alignkit.eval.metrics import seed_interval
