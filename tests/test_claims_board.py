@@ -119,6 +119,13 @@ def test_record_claims_writes_then_checks(tmp_path, monkeypatch):
         record_claims("demo", {"a": 0.5, "ci": [0.25, 0.75], "label": "yes"})
 
 
+def test_a_yaml_error_names_the_rows_file(tmp_path):
+    bad = tmp_path / "rows.yaml"
+    bad.write_text("title: t\nsections:\n  - title: s\n    rows:\n      - verdict: a: b\n")
+    with pytest.raises(ValueError, match=r"(?s)rows\.yaml: not valid YAML.*line 5"):
+        load_rows(bad)
+
+
 def test_p_values_are_checked_by_their_side_of_005():
     assert _disagreements("cafa_p", 0.37, 1.0, 1e-6) == []
     assert _disagreements("p_diff", 0.0, 0.02, 1e-6) == []

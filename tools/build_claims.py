@@ -74,7 +74,10 @@ def _wrap(value: Any) -> Any:
 
 
 def load_rows(path: pathlib.Path = ROWS) -> dict[str, Any]:
-    data = yaml.load(path.read_text(), Loader=_Loader)
+    try:
+        data = yaml.load(path.read_text(), Loader=_Loader)
+    except yaml.YAMLError as e:  # name the file: the parser's message gives only the line and column
+        raise ValueError(f"{path}: not valid YAML: {e}") from None
     for s, section in enumerate(data["sections"]):
         for r, row in enumerate(section["rows"]):
             where = f"{path.name}: section {s + 1} ({section.get('title')!r}), row {r + 1}"
