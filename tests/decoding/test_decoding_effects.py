@@ -417,8 +417,8 @@ def test_urial_prompt_effect_on_base_model(effect_sentiment, arena):
     assumed. The URIAL prompt with 0 / 1 stylistic examples is ~230 / ~300 tokens, beyond the model's
     128-token pretraining context (and, with one example, its 256 positions); the paper's 3 examples do not
     fit at all. Figures (200 prompts x 2): docs/claims/results/decoding_urial.json — a small lift, a quarter of
-    DPO's. Asserted: URIAL does not hurt, its lift is
-    positive with one example, and it stays well below a DPO-sized lift (upper CI < 0.1)."""
+    DPO's. Asserted: URIAL does not hurt, its lift is positive with one example, and it stays well below a
+    DPO-sized lift (upper CI < 0.1)."""
     _, task, data = arena
     model, tok = effect_sentiment.model, effect_sentiment.tokenizer
     prompts = data.eval_prompts[:N_EVAL]

@@ -34,7 +34,7 @@ def _noisy(law, x, sd, seed=0, **coef):
     return predict(law, x, **coef) * np.exp(rng.normal(0, sd, len(next(iter(x.values())))))
 
 
-def _recovers(result, truth, rel):
+def _assert_recovers(result, truth, rel):
     for k, v in truth.items():
         lo, hi = result.ci[k]
         assert lo <= v <= hi, (k, v, result.ci[k], result.params[k])
@@ -84,7 +84,7 @@ def test_loss_to_loss_identity_and_recovery():
         n_boot=40,
         level=0.99,
     )
-    _recovers(r, dict(K=2.0, kappa=0.8), rel=0.05)
+    _assert_recovers(r, dict(K=2.0, kappa=0.8), rel=0.05)
     assert r.r2 > 0.999
     # all four free: the shifted power law is sloppy on noisy data (E0 trades off against K, kappa), but on
     # noiseless points the global fit is exact
@@ -158,7 +158,7 @@ def test_downstream_ce_law_recovery():
         n_boot=40,
         level=0.99,
     )
-    _recovers(r, truth, rel=0.2)
+    _assert_recovers(r, truth, rel=0.2)
 
 
 def test_chinchilla_recovery_and_compute_optimum():
@@ -173,7 +173,7 @@ def test_chinchilla_recovery_and_compute_optimum():
         n_boot=40,
         level=0.99,
     )
-    _recovers(r, truth, rel=0.2)
+    _assert_recovers(r, truth, rel=0.2)
     # numeric argmin over N at fixed C = 6 N D equals the analytic optimum
     c = 1e22
     grid = np.geomspace(1e8, 1e12, 20001)
